@@ -1,0 +1,1 @@
+"""Bespoke SMIRNOFF torsion fitting on Dask distributed."""

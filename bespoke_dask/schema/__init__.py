@@ -1,0 +1,43 @@
+"""pydantic models for everything that crosses a process boundary."""
+
+from bespoke_dask.schema.base import SCHEMA_VERSION, SchemaModel
+from bespoke_dask.schema.results import (
+    BespokeExecutorOutput,
+    BespokeTorsion,
+    FitResult,
+    FitTarget,
+    ProfileError,
+    ScanProgress,
+    StageStatus,
+    Status,
+    TorsionMetrics,
+    TorsionTarget,
+)
+from bespoke_dask.schema.tasks import (
+    ConstrainedOptimization,
+    Fragment,
+    FragmentationResult,
+    GridPoint,
+    OptimizationResult,
+    ScanState,
+    ScanStep,
+    TorsionScanResult,
+    TorsionScanTask,
+)
+from bespoke_dask.schema.workflow import (
+    DEFAULT_FORCE_FIELD,
+    DEFAULT_TARGET_TORSION,
+    BespokeOptimizationSchema,
+    BespokeWorkflow,
+    ConstrainedOptimizationSettings,
+    ForceBalanceSettings,
+    LeastSquaresSettings,
+    NoFragmentation,
+    PfizerFragmentation,
+    QCSpec,
+    TorsionDriveSettings,
+    TorsionProfileSettings,
+    WBOFragmentation,
+)
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,24 @@
+"""Shared base of every schema model: strict fields, JSON round-trip, a content hash."""
+
+import hashlib
+import json
+
+from pydantic import BaseModel, ConfigDict
+
+# Bump when a change to a model alters what a stored result means: old store entries stop matching.
+SCHEMA_VERSION = 1
+
+
+class SchemaModel(BaseModel):
+    """A frozen-by-convention pydantic model that rejects unknown fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def content_hash(self) -> str:
+        """sha256 of the canonical JSON of this model (sorted keys) and the schema version."""
+        canonical = json.dumps(
+            [SCHEMA_VERSION, type(self).__name__, self.model_dump(mode="json")],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,157 @@
+"""Fit results, their quality metrics, and the executor's per-workflow output.
+
+Energies and errors are in kcal/mol, times in seconds.
+"""
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from bespoke_dask.schema.base import SchemaModel
+from bespoke_dask.schema.tasks import TorsionScanResult, TorsionScanTask
+
+if TYPE_CHECKING:
+    from openff.toolkit import ForceField
+
+Status = Literal["waiting", "running", "errored", "success", "cancelled"]
+StageType = Literal["fragmentation", "qc-generation", "optimization"]
+
+PROFILE_PROTOCOL = (
+    "MM energies of torsion-restrained relaxations started from the QC geometries; "
+    "MM and QC profiles aligned at the QC minimum"
+)
+
+
+class BespokeTorsion(SchemaModel):
+    """A bespoke proper-torsion parameter and the parent bonds it covers."""
+
+    smirks: str
+    parent_bonds: list[tuple[int, int]] = []
+    periodicities: list[int]
+    phases: list[float] = Field(description="degrees")
+    k: list[float] = Field(description="kcal/mol")
+    idivf: list[float]
+    k_uncertainty: list[float] | None = Field(
+        None, description="kcal/mol; posterior standard deviation of each k, where the fit gives one"
+    )
+    k_determined: list[bool] | None = Field(
+        None, description="False where the scan data leave a k to its prior"
+    )
+
+
+class TorsionTarget(SchemaModel):
+    """A bespoke parameter to fit and the scan that will fit it (made after fragmentation)."""
+
+    parameter: BespokeTorsion
+    scan: TorsionScanTask
+
+
+class FitTarget(SchemaModel):
+    """A finished scan and the bespoke parameter fitted to it."""
+
+    smirks: str
+    scan: TorsionScanResult
+
+
+class ProfileError(SchemaModel):
+    """How far an MM torsion profile is from the QC one (kcal/mol)."""
+
+    rmse: float
+    max_error: float
+
+
+class TorsionMetrics(SchemaModel):
+    """Initial and bespoke profile errors for one scanned torsion."""
+
+    smirks: str
+    mapped_smiles: str
+    dihedral: tuple[int, int, int, int]
+    initial: ProfileError
+    final: ProfileError
+
+
+class FitResult(SchemaModel):
+    """What the optimize stage returns."""
+
+    optimizer: str
+    parameters: list[BespokeTorsion]
+    force_field: str = Field(description="the refit force field as OFFXML, no cosmetic attributes")
+    metrics: list[TorsionMetrics] = []
+    initial: ProfileError | None = None
+    final: ProfileError | None = None
+    protocol: str = PROFILE_PROTOCOL
+    wall_time: float = 0.0
+    message: str | None = Field(None, description="e.g. 'nothing to fit'")
+
+
+class ScanProgress(SchemaModel):
+    """How far one torsiondrive has come."""
+
+    smiles: str
+    status: Status = "waiting"
+    grid_points_done: int = 0
+    grid_points: int = 0
+    optimizations: int = 0
+    error: str | None = None
+
+
+class StageStatus(SchemaModel):
+    """Status of one stage of a workflow."""
+
+    type: StageType
+    status: Status = "waiting"
+    error: str | None = None
+    started_at: float | None = Field(None, description="unix time")
+    ended_at: float | None = Field(None, description="unix time")
+    scans: list[ScanProgress] = []
+
+
+class BespokeExecutorOutput(SchemaModel):
+    """Everything known about one submitted workflow (BespokeFit's `BespokeExecutorOutput`)."""
+
+    id: str
+    smiles: str
+    stages: list[StageStatus] = Field(
+        default_factory=lambda: [
+            StageStatus(type="fragmentation"),
+            StageStatus(type="qc-generation"),
+            StageStatus(type="optimization"),
+        ]
+    )
+    results: FitResult | None = None
+
+    @property
+    def status(self) -> Status:
+        statuses = [stage.status for stage in self.stages]
+        for final in ("cancelled", "errored"):
+            if final in statuses:
+                return final
+        if all(status == "success" for status in statuses):
+            return "success"
+        if all(status == "waiting" for status in statuses):
+            return "waiting"
+        return "running"
+
+    @property
+    def error(self) -> str | None:
+        """The first stage error, prefixed with the stage that raised it."""
+        for stage in self.stages:
+            if stage.error:
+                return f"{stage.type}: {stage.error}"
+        return None
+
+    @property
+    def refit_force_field(self) -> str | None:
+        return None if self.results is None else self.results.force_field
+
+    @property
+    def bespoke_force_field(self) -> "ForceField | None":
+        """The refit force field as an openff-toolkit `ForceField`."""
+        if self.refit_force_field is None:
+            return None
+        from openff.toolkit import ForceField
+
+        return ForceField(self.refit_force_field)
+
+    def stage(self, stage_type: StageType) -> StageStatus:
+        return next(stage for stage in self.stages if stage.type == stage_type)

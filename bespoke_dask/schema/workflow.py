@@ -1,0 +1,140 @@
+"""The workflow: everything needed to fit bespoke torsions for one molecule, as JSON."""
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, field_validator
+
+from bespoke_dask.schema.base import SchemaModel
+
+DEFAULT_TARGET_TORSION = "[!#1]~[!$(*#*)&!D1:1]-,=;!@[!$(*#*)&!D1:2]~[!#1]"
+DEFAULT_FORCE_FIELD = "openff_unconstrained-2.2.0.offxml"
+
+
+class QCSpec(SchemaModel):
+    """Which program, method and basis compute the reference energies (lower-cased)."""
+
+    program: str = "psi4"
+    method: str = "b3lyp-d3bj"
+    basis: str | None = "dzvp"
+
+    @field_validator("basis", mode="before")
+    @classmethod
+    def _no_basis(cls, value: str | None) -> str | None:
+        return None if value is None or str(value).lower() in ("none", "") else value
+
+    @field_validator("program", "method", "basis")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.lower() if value else value
+
+
+class WBOFragmentation(SchemaModel):
+    """openff-fragmenter's Wiberg-bond-order fragmenter (AM1 bond orders through sqm)."""
+
+    type: Literal["wbo"] = "wbo"
+    threshold: float = 0.03
+    keep_non_rotor_ring_substituents: bool = False
+
+
+class PfizerFragmentation(SchemaModel):
+    """openff-fragmenter's Pfizer fragmenter (keeps the first neighbour shell; fast)."""
+
+    type: Literal["pfizer"] = "pfizer"
+
+
+class NoFragmentation(SchemaModel):
+    """Scan each target bond in the whole molecule."""
+
+    type: Literal["none"] = "none"
+
+
+Fragmentation = Annotated[
+    Union[WBOFragmentation, PfizerFragmentation, NoFragmentation],
+    Field(discriminator="type"),
+]
+
+
+class TorsionDriveSettings(SchemaModel):
+    """How each torsion is scanned (torsiondrive)."""
+
+    grid_spacing: int = 15
+    scan_range: tuple[int, int] | None = None
+    n_conformers: int = 10
+    energy_decrease_thresh: float | None = None
+    energy_upper_limit: float | None = None
+
+
+class ConstrainedOptimizationSettings(SchemaModel):
+    """geomeTRIC settings for each constrained optimization of a scan."""
+
+    coordsys: str = "dlc"
+    enforce: float = 0.1
+    reset: bool = True
+    qccnv: bool = True
+    epsilon: float = 0.0
+    maxiter: int = 300
+    convergence_set: str = "GAU"
+
+
+class TorsionProfileSettings(SchemaModel):
+    """How scan points are weighted in the fit (ForceBalance's TorsionProfile target)."""
+
+    attenuate: bool = True
+    energy_denominator: float = Field(1.0, description="kcal/mol")
+    energy_cutoff: float = Field(10.0, description="kcal/mol; points above get no weight")
+    restrain_k: float = Field(1.0, description="kcal/mol/A^2, ForceBalance's tether")
+
+
+class ForceBalanceSettings(SchemaModel):
+    """ForceBalance with BespokeFit's default options."""
+
+    type: Literal["forcebalance"] = "forcebalance"
+    max_iterations: int = 10
+    penalty_type: Literal["L1", "L2"] = "L1"
+    trust0: float = -0.25
+    mintrust: float = 0.05
+    error_tolerance: float = 1.0
+    adaptive_factor: float = 0.2
+    adaptive_damping: float = 1.0
+    eig_lowerbound: float = 0.01
+    finite_difference_h: float = 0.01
+    convergence_objective: float = 0.01
+    convergence_step: float = 0.01
+    convergence_gradient: float = 0.01
+
+
+class LeastSquaresSettings(SchemaModel):
+    """Linear least squares of the torsion k's with a Gaussian prior, re-relaxed until self-consistent."""
+
+    type: Literal["lsq"] = "lsq"
+    max_iterations: int = 20
+    tolerance: float = Field(1e-3, description="kcal/mol; stop when no k moves more")
+    restraint_k: float = Field(1000.0, description="kcal/mol/rad^2 on the driven dihedral")
+
+
+Optimizer = Annotated[
+    Union[ForceBalanceSettings, LeastSquaresSettings], Field(discriminator="type")
+]
+
+
+class BespokeWorkflow(SchemaModel):
+    """One molecule and every setting of its bespoke torsion fit."""
+
+    id: str | None = None
+    smiles: str = Field(description="mapped SMILES of the molecule, explicit hydrogens")
+    initial_force_field: str = Field(
+        DEFAULT_FORCE_FIELD, description="installed offxml name, or the offxml text itself"
+    )
+    target_torsion_smirks: list[str] = [DEFAULT_TARGET_TORSION]
+    fragmentation: Fragmentation = WBOFragmentation()
+    qc_spec: QCSpec = QCSpec()
+    torsiondrive: TorsionDriveSettings = TorsionDriveSettings()
+    optimization: ConstrainedOptimizationSettings = ConstrainedOptimizationSettings()
+    target: TorsionProfileSettings = TorsionProfileSettings()
+    optimizer: Optimizer = ForceBalanceSettings()
+    periodicities: list[int] = [1, 2, 3, 4]
+    prior_width: float = Field(6.0, description="kcal/mol; Gaussian prior width of each k")
+
+
+# BespokeFit's name for the same object.
+BespokeOptimizationSchema = BespokeWorkflow

@@ -1,0 +1,1 @@
+"""The science: plain functions on pydantic models. Nothing here imports dask."""
