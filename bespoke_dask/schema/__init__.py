@@ -12,6 +12,7 @@ from bespoke_dask.schema.results import (
     Status,
     TorsionMetrics,
     TorsionTarget,
+    WorkflowRecord,
 )
 from bespoke_dask.schema.tasks import (
     ConstrainedOptimization,

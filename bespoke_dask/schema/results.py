@@ -9,6 +9,7 @@ from pydantic import Field
 
 from bespoke_dask.schema.base import SchemaModel
 from bespoke_dask.schema.tasks import TorsionScanResult, TorsionScanTask
+from bespoke_dask.schema.workflow import BespokeWorkflow
 
 if TYPE_CHECKING:
     from openff.toolkit import ForceField
@@ -155,3 +156,10 @@ class BespokeExecutorOutput(SchemaModel):
 
     def stage(self, stage_type: StageType) -> StageStatus:
         return next(stage for stage in self.stages if stage.type == stage_type)
+
+
+class WorkflowRecord(SchemaModel):
+    """A submitted workflow and what has become of it, as the executor keeps it on disk."""
+
+    workflow: BespokeWorkflow
+    output: BespokeExecutorOutput

@@ -74,6 +74,8 @@ class ScanState(SchemaModel):
     td_state: dict[str, Any]
     pending: list[str] = Field([], description="td_api grid id of each job of the current wavefront")
     n_optimizations: int = 0
+    grid_points: int = Field(0, description="grid angles the scan covers")
+    grid_points_done: int = Field(0, description="grid angles with a finished optimization")
 
 
 class GridPoint(SchemaModel):

@@ -1,0 +1,149 @@
+"""1-D torsion scans through torsiondrive's `td_api` state machine.
+
+The scan never runs optimizations itself: each step hands back a wavefront of independent
+constrained optimizations, and the caller runs them (serially, or in parallel on Dask) and
+passes the results to `advance`. `run_torsiondrive` is the serial loop.
+"""
+
+import contextlib
+import copy
+import io
+from collections.abc import Callable
+
+import numpy as np
+from openff.toolkit import Molecule
+from openff.units import unit
+from torsiondrive import td_api
+
+from bespoke_dask.schema import (
+    ConstrainedOptimization,
+    GridPoint,
+    OptimizationResult,
+    ScanState,
+    ScanStep,
+    TorsionScanResult,
+    TorsionScanTask,
+)
+
+BatchRunner = Callable[[list[ConstrainedOptimization]], list[OptimizationResult]]
+
+
+def start(task: TorsionScanTask) -> ScanStep:
+    """Generate starting conformers and return the first wavefront of the scan."""
+    molecule = Molecule.from_smiles(task.smiles, allow_undefined_stereo=True)
+    dihedral = _dihedral(molecule, *_central_bond(molecule))
+    molecule.properties.pop("atom_map")
+    molecule.generate_conformers(n_conformers=task.n_conformers)
+    td_state = td_api.create_initial_state(
+        dihedrals=[list(dihedral)],
+        grid_spacing=[task.grid_spacing],
+        elements=[atom.symbol for atom in molecule.atoms],
+        init_coords=[_bohr(conformer) for conformer in molecule.conformers],
+        dihedral_ranges=None if task.scan_range is None else [list(task.scan_range)],
+        energy_decrease_thresh=task.energy_decrease_thresh,
+        energy_upper_limit=task.energy_upper_limit,
+    )
+    state = ScanState(
+        task=task,
+        mapped_smiles=molecule.to_smiles(mapped=True),
+        dihedral=dihedral,
+        td_state=td_state,
+        grid_points=_grid_points_total(task),
+    )
+    return _next_step(state)
+
+
+def advance(state: ScanState, results: list[OptimizationResult]) -> ScanStep:
+    """Feed the results of the pending wavefront (same order as its jobs) and step on."""
+    if len(results) != len(state.pending):
+        raise ValueError(f"expected {len(state.pending)} results, got {len(results)}")
+    job_results: dict[str, list] = {}
+    for grid_id, result in zip(state.pending, results):
+        job_results.setdefault(grid_id, []).append(
+            (result.initial_geometry, result.final_geometry, result.energy)
+        )
+    td_state = td_api.update_state(copy.deepcopy(state.td_state), job_results)
+    return _next_step(
+        state.model_copy(
+            update={
+                "td_state": td_state,
+                "pending": [],
+                "n_optimizations": state.n_optimizations + len(results),
+                "grid_points_done": len(td_state["grid_status"]),
+            }
+        )
+    )
+
+
+def run_torsiondrive(task: TorsionScanTask, run_batch: BatchRunner) -> TorsionScanResult:
+    """Run a whole scan, handing each wavefront to `run_batch`."""
+    step = start(task)
+    while step.result is None:
+        step = advance(step.state, run_batch(step.jobs))
+    return step.result
+
+
+def _grid_points_total(task: TorsionScanTask) -> int:
+    """How many grid angles the scan covers."""
+    low, high = task.scan_range or (-180 + task.grid_spacing, 180)
+    return len(range(low, high + 1, task.grid_spacing))
+
+
+def _next_step(state: ScanState) -> ScanStep:
+    with contextlib.redirect_stdout(io.StringIO()):  # td_api prints its progress
+        next_jobs = td_api.next_jobs_from_state(state.td_state, verbose=False)
+    if not next_jobs:
+        return ScanStep(state=state, result=_result(state))
+    pending, jobs = [], []
+    for grid_id, geometries in sorted(next_jobs.items()):
+        for geometry in geometries:
+            pending.append(grid_id)
+            jobs.append(
+                ConstrainedOptimization(
+                    mapped_smiles=state.mapped_smiles,
+                    geometry=geometry,
+                    dihedral=state.dihedral,
+                    angle=float(grid_id),
+                    qc_spec=state.task.qc_spec,
+                    optimization=state.task.optimization,
+                )
+            )
+    return ScanStep(state=state.model_copy(update={"pending": pending}), jobs=jobs)
+
+
+def _result(state: ScanState) -> TorsionScanResult:
+    grid = []
+    for grid_id, jobs in state.td_state["grid_status"].items():
+        _, geometry, energy = min(jobs, key=lambda job: job[2])
+        grid.append(GridPoint(angle=float(grid_id), energy=energy, geometry=list(geometry)))
+    return TorsionScanResult(
+        task=state.task,
+        mapped_smiles=state.mapped_smiles,
+        dihedral=state.dihedral,
+        grid=sorted(grid, key=lambda point: point.angle),
+        n_optimizations=state.n_optimizations,
+    )
+
+
+def _central_bond(molecule: Molecule) -> tuple[int, int]:
+    """The atoms mapped 1 and 2 in the task SMILES."""
+    by_map = {index: atom for atom, index in molecule.properties["atom_map"].items()}
+    return by_map[1], by_map[2]
+
+
+def _dihedral(molecule: Molecule, b: int, c: int) -> tuple[int, int, int, int]:
+    """The driven dihedral a-b-c-d: the heaviest outer neighbours, lowest index on ties."""
+
+    def outer(center: int, other: int) -> int:
+        neighbours = [
+            atom.molecule_atom_index
+            for atom in molecule.atoms[center].bonded_atoms
+            if atom.molecule_atom_index != other
+        ]
+        return min(neighbours, key=lambda i: (-molecule.atoms[i].atomic_number, i))
+
+    return outer(b, c), b, c, outer(c, b)
+
+
+def _bohr(conformer) -> list[float]:
+    return np.asarray(conformer.m_as(unit.bohr)).ravel().tolist()

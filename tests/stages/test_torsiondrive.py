@@ -1,0 +1,51 @@
+"""Torsion scans through td_api: wavefronts handed to a batch runner, serial or on Dask."""
+
+import pytest
+from distributed import Client, LocalCluster
+
+from bespoke_dask.schema import ConstrainedOptimizationSettings, QCSpec, TorsionScanTask
+from bespoke_dask.stages import torsiondrive
+from bespoke_dask.stages.qc import optimize_constrained
+
+# methyl ethyl ether, scanning the O-CH2 bond
+TASK = TorsionScanTask(
+    smiles="[H]C([H])([H])[O:1][C:2]([H])([H])C([H])([H])[H]",
+    grid_spacing=60,
+    n_conformers=2,
+    qc_spec=QCSpec(program="xtb", method="gfn2xtb", basis=None),
+    optimization=ConstrainedOptimizationSettings(),
+)
+
+
+def run_serially(jobs):
+    return [optimize_constrained(job) for job in jobs]
+
+
+def test_the_first_wavefront_drives_the_mapped_bond():
+    step = torsiondrive.start(TASK)
+    assert step.result is None and step.jobs
+    a, b, c, d = step.state.dihedral
+    assert (b, c) == (4, 5)  # the atoms mapped 1 and 2
+    assert step.state.grid_points == 6
+    assert all(len(job.geometry) == 3 * 12 for job in step.jobs)
+    assert len(step.state.pending) == len(step.jobs)
+
+
+def test_advance_wants_one_result_per_job():
+    step = torsiondrive.start(TASK)
+    with pytest.raises(ValueError, match="expected"):
+        torsiondrive.advance(step.state, [])
+
+
+def test_serial_and_dask_wavefronts_give_identical_scans():
+    serial = torsiondrive.run_torsiondrive(TASK, run_serially)
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+
+            def run_on_dask(jobs):
+                return client.gather([client.submit(optimize_constrained, job, pure=False) for job in jobs])
+
+            parallel = torsiondrive.run_torsiondrive(TASK, run_on_dask)
+    assert [p.angle for p in serial.grid] == [float(a) for a in range(-120, 181, 60)]
+    assert [p.energy for p in parallel.grid] == [p.energy for p in serial.grid]
+    assert parallel.n_optimizations == serial.n_optimizations > len(serial.grid)
