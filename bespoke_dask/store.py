@@ -1,0 +1,70 @@
+"""A content-addressed store of stage results: one JSON file per result, named by its input's hash.
+
+Layout: `<root>/<kind>/<key[:2]>/<key>.json`, each file `{"value": ...}` on success or
+`{"error": "..."}` on failure. Files are written under a temporary name and renamed, so a
+reader never sees half a result. Failures are kept for inspection but never served: the
+work is retried when asked again.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, TypeAdapter
+
+T = TypeVar("T")
+
+
+class Store:
+    """Stage results on disk, keyed by the content hash of their input."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key[:2] / f"{key}.json"
+
+    def get(self, kind: str, key: str, value_type: type[T]) -> T | None:
+        """The stored result, or None when there is none (or only a failure)."""
+        entry = self._read(kind, key)
+        if entry is None or "value" not in entry:
+            return None
+        return TypeAdapter(value_type).validate_python(entry["value"])
+
+    def failure(self, kind: str, key: str) -> str | None:
+        """The error recorded by the last failed attempt, if the last attempt failed."""
+        entry = self._read(kind, key)
+        return None if entry is None else entry.get("error")
+
+    def put(self, kind: str, key: str, value) -> None:
+        self._write(kind, key, {"value": _jsonable(value)})
+
+    def put_failure(self, kind: str, key: str, error: str) -> None:
+        self._write(kind, key, {"error": error})
+
+    def keys(self, kind: str) -> list[str]:
+        return sorted(path.stem for path in (self.root / kind).glob("*/*.json"))
+
+    def _read(self, kind: str, key: str) -> dict | None:
+        try:
+            return json.loads(self.path(kind, key).read_text())
+        except FileNotFoundError:
+            return None
+
+    def _write(self, kind: str, key: str, entry: dict) -> None:
+        path = self.path(kind, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
+        with os.fdopen(handle, "w") as stream:
+            json.dump(entry, stream)
+        os.replace(temporary, path)
+
+
+def _jsonable(value):
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    return value
