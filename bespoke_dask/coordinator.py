@@ -1,0 +1,232 @@
+"""The coordinator: drives every submitted workflow through its stages as Dask work.
+
+One asyncio driver per workflow expands the graph as results arrive: fragment, then one
+torsiondrive per unique scan (each wavefront's constrained optimizations as separate `qc`
+tasks), then the fit. Every stage result is looked up in the store before any work is
+submitted and written there when it arrives, so identical work is done once, and a new
+coordinator on the same directory resumes whatever was left unfinished.
+"""
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+from distributed import Client
+
+from bespoke_dask import graph
+from bespoke_dask.graph import Stage
+from bespoke_dask.schema import (
+    BespokeExecutorOutput,
+    BespokeWorkflow,
+    FitTarget,
+    ScanProgress,
+    StageStatus,
+    TorsionScanResult,
+    TorsionScanTask,
+    WorkflowRecord,
+)
+from bespoke_dask.store import Store
+
+SCANS = "scan"  # store folder of finished torsiondrives, keyed by their task's hash
+
+
+class StageFailed(Exception):
+    """A stage ended in error; its status already says why."""
+
+
+class Coordinator:
+    """Turns workflows into Dask work and tracks their state. Runs on one asyncio loop."""
+
+    def __init__(self, client: Client, directory: str | Path):
+        self.client = client
+        self.directory = Path(directory)
+        self.store = Store(self.directory / "store")
+        self.records = {record.output.id: record for record in self._load_records()}
+        self._drivers: dict[str, asyncio.Task] = {}
+        self._shared: dict[str, asyncio.Task] = {}
+        self._waiters: dict[str, int] = {}
+
+    # -- workflows -------------------------------------------------------------------
+    def submit(self, workflow: BespokeWorkflow) -> str:
+        """Start a workflow; an identical one already finished or under way keeps its id."""
+        work = workflow.model_copy(update={"id": None})
+        for record in self.records.values():
+            same = record.workflow.model_copy(update={"id": None}) == work
+            if same and record.output.status not in ("errored", "cancelled"):
+                return record.output.id
+        workflow_id = str(max(map(int, self.records), default=0) + 1)
+        record = WorkflowRecord(
+            workflow=workflow.model_copy(update={"id": workflow_id}),
+            output=BespokeExecutorOutput(id=workflow_id, smiles=workflow.smiles),
+        )
+        self.records[workflow_id] = record
+        self._save(record)
+        self._start(record)
+        return workflow_id
+
+    def resume(self) -> list[str]:
+        """Restart the drivers of every unfinished workflow found on disk."""
+        unfinished = [
+            record
+            for record in self.records.values()
+            if record.output.status in ("waiting", "running")
+        ]
+        for record in unfinished:
+            self._start(record)
+        return [record.output.id for record in unfinished]
+
+    def cancel(self, workflow_id: str) -> None:
+        """Stop a workflow; work no other workflow waits for is released from the cluster."""
+        driver = self._drivers.get(workflow_id)
+        if driver is not None:
+            driver.cancel()
+
+    async def wait(self, workflow_id: str) -> BespokeExecutorOutput:
+        driver = self._drivers.get(workflow_id)
+        if driver is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(driver)
+        return self.records[workflow_id].output
+
+    def _start(self, record: WorkflowRecord) -> None:
+        driver = asyncio.get_running_loop().create_task(self._drive(record))
+        self._drivers[record.output.id] = driver
+
+    async def _drive(self, record: WorkflowRecord) -> None:
+        workflow = record.workflow.model_copy(update={"id": None})  # ids must not change keys
+        with contextlib.suppress(StageFailed, asyncio.CancelledError):
+            async with self._stage(record, "fragmentation"):
+                fragmentation = await self.compute(graph.FRAGMENT, workflow)
+                targets = await self.compute(graph.TARGETS, workflow, fragmentation)
+            async with self._stage(record, "qc-generation") as status:
+                tasks = {target.scan.content_hash(): target.scan for target in targets}
+                status.scans = [ScanProgress(smiles=task.smiles) for task in tasks.values()]
+                async with asyncio.TaskGroup() as group:
+                    running = {
+                        key: group.create_task(self._scan(task, progress))
+                        for (key, task), progress in zip(tasks.items(), status.scans)
+                    }
+            async with self._stage(record, "optimization"):
+                parameters = list({t.parameter.smirks: t.parameter for t in targets}.values())
+                fit_targets = [
+                    FitTarget(
+                        smirks=target.parameter.smirks,
+                        scan=running[target.scan.content_hash()].result(),
+                    )
+                    for target in targets
+                ]
+                record.output.results = await self.compute(
+                    graph.OPTIMIZE, workflow, parameters, fit_targets
+                )
+
+    @contextlib.asynccontextmanager
+    async def _stage(self, record: WorkflowRecord, stage_type: str):
+        """Mark a stage running, then success, errored (with its reason) or cancelled."""
+        status: StageStatus = record.output.stage(stage_type)
+        status.status, status.started_at = "running", time.time()
+        self._save(record)
+        try:
+            yield status
+            status.status = "success"
+        except asyncio.CancelledError:
+            status.status = "cancelled"
+            raise
+        except Exception as error:
+            status.status, status.error = "errored", describe(error)
+            raise StageFailed(status.error) from error
+        finally:
+            status.ended_at = time.time()
+            self._save(record)
+
+    # -- torsiondrives ---------------------------------------------------------------
+    async def _scan(self, task: TorsionScanTask, progress: ScanProgress) -> TorsionScanResult:
+        key = task.content_hash()
+        try:
+            result = self.store.get(SCANS, key, TorsionScanResult)
+            if result is None:
+                result = await self._once(f"{SCANS}-{key}", lambda: self._drive_scan(task, progress))
+        except Exception as error:
+            progress.status, progress.error = "errored", describe(error)
+            raise RuntimeError(f"scan of {task.smiles} failed: {progress.error}") from error
+        progress.status = "success"
+        progress.grid_points = progress.grid_points_done = len(result.grid)
+        progress.optimizations = result.n_optimizations
+        return result
+
+    async def _drive_scan(self, task: TorsionScanTask, progress: ScanProgress) -> TorsionScanResult:
+        """Run a torsiondrive wavefront by wavefront, every optimization its own `qc` task."""
+        progress.status = "running"
+        step = await self.compute(graph.SCAN_START, task)
+        progress.grid_points = step.state.grid_points
+        while step.result is None:
+            results = await asyncio.gather(*(self.compute(graph.QC, job) for job in step.jobs))
+            step = await self.compute(graph.SCAN_ADVANCE, step.state, results)
+            progress.grid_points_done = step.state.grid_points_done
+            progress.optimizations = step.state.n_optimizations
+        self.store.put(SCANS, task.content_hash(), step.result)
+        return step.result
+
+    # -- tasks -----------------------------------------------------------------------
+    async def compute(self, stage: Stage, *args):
+        """A stage's result: from the store, from identical work under way, or computed now."""
+        key = graph.task_key(stage, *args)
+        if stage.cached:
+            stored = self.store.get(stage.name, key, stage.result_type)
+            if stored is not None:
+                return stored
+        return await self._once(key, lambda: self._compute(stage, key, args))
+
+    async def _compute(self, stage: Stage, key: str, args: tuple):
+        try:
+            result = await graph.submit(self.client, stage, *args)
+        except Exception as error:
+            if stage.cached:
+                self.store.put_failure(stage.name, key, describe(error))
+            raise
+        if stage.cached:
+            self.store.put(stage.name, key, result)
+        return result
+
+    async def _once(self, key: str, start):
+        """Share one run of `start()` among all concurrent callers with the same key.
+
+        Cancelling a caller cancels the run only when no other caller still waits for it.
+        """
+        if key not in self._shared:
+            self._shared[key] = asyncio.ensure_future(start())
+            self._shared[key].add_done_callback(lambda _: self._shared.pop(key, None))
+        shared = self._shared[key]
+        self._waiters[key] = self._waiters.get(key, 0) + 1
+        try:
+            return await asyncio.shield(shared)
+        except asyncio.CancelledError:
+            if self._waiters[key] == 1:
+                shared.cancel()
+            raise
+        finally:
+            self._waiters[key] -= 1
+            if not self._waiters[key]:
+                del self._waiters[key]
+
+    # -- records ---------------------------------------------------------------------
+    def _save(self, record: WorkflowRecord) -> None:
+        self.store.put("workflows", _record_key(record.output.id), record)
+
+    def _load_records(self):
+        for key in self.store.keys("workflows"):
+            record = self.store.get("workflows", key, WorkflowRecord)
+            if record is not None:
+                yield record
+
+
+def _record_key(workflow_id: str) -> str:
+    return f"{int(workflow_id):08d}"
+
+
+def describe(error: BaseException) -> str:
+    """One line: the exception type and the first line of its message."""
+    while isinstance(error, BaseExceptionGroup):  # a TaskGroup's failure: report the first
+        error = error.exceptions[0]
+    message = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {message[0]}" if message else type(error).__name__

@@ -1,0 +1,74 @@
+"""Stages as Dask tasks: which function, which worker pool's resource, which content-hash key."""
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from distributed import Client
+
+from bespoke_dask.config import BespokeWorkerConfig, Pool
+from bespoke_dask.schema import (
+    FitResult,
+    FragmentationResult,
+    OptimizationResult,
+    ScanStep,
+    SchemaModel,
+    TorsionTarget,
+)
+from bespoke_dask.stages import fragment, optimize, qc, smirks, torsiondrive
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One kind of task: its key prefix (also its store folder), function and pool."""
+
+    name: str
+    function: Callable
+    result_type: Any
+    pool: Pool | None = None  # the resource a task holds; None for light driver steps
+    cached: bool = True  # results kept in the store
+    configured: bool = False  # the function takes the pool's n_cores and max_memory
+
+
+FRAGMENT = Stage("fragment", fragment.fragment, FragmentationResult, "fragmenter")
+TARGETS = Stage("targets", smirks.bespoke_targets, list[TorsionTarget], "fragmenter")
+SCAN_START = Stage("scan-start", torsiondrive.start, ScanStep)
+SCAN_ADVANCE = Stage("scan-advance", torsiondrive.advance, ScanStep, cached=False)
+QC = Stage("qc", qc.optimize_constrained, OptimizationResult, "qc", configured=True)
+OPTIMIZE = Stage("optimize", optimize.optimize, FitResult, "optimizer")
+
+
+def task_key(stage: Stage, *args) -> str:
+    """`<stage>-<hash>`: the same input always gives the same key, in any process."""
+    digest = hashlib.sha256()
+    for arg in args:
+        for model in arg if isinstance(arg, list) else [arg]:
+            digest.update(_content_hash(model).encode())
+    return f"{stage.name}-{digest.hexdigest()[:40]}"
+
+
+def submit(client: Client, stage: Stage, *args):
+    """Submit one stage call as a Dask task holding one unit of its pool's resource."""
+    return client.submit(
+        _run,
+        stage.function,
+        stage.pool if stage.configured else None,
+        *args,
+        key=task_key(stage, *args),
+        resources={stage.pool: 1} if stage.pool else None,
+    )
+
+
+def _run(function: Callable, configured_pool: Pool | None, *args):
+    """Runs on the worker: hand the pool's worker config to the stage when it takes one."""
+    if configured_pool is None:
+        return function(*args)
+    config = BespokeWorkerConfig.from_environment(configured_pool)
+    return function(*args, n_cores=config.n_cores, max_memory=config.max_memory)
+
+
+def _content_hash(model) -> str:
+    if isinstance(model, SchemaModel):
+        return model.content_hash()
+    raise TypeError(f"task inputs must be schema models, not {type(model).__name__}")
