@@ -1,0 +1,66 @@
+"""Rich renderings of workflow status and fit results for the CLI."""
+
+from rich.console import Group
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from bespoke_dask.schema import BespokeExecutorOutput, FitResult
+
+_ICONS = {
+    "waiting": "[dim]…[/]",
+    "running": "[yellow]⟳[/]",
+    "success": "[green]✓[/]",
+    "errored": "[red]✗[/]",
+    "cancelled": "[magenta]⊘[/]",
+}
+_LABELS = {
+    "fragmentation": "fragmenting the molecule",
+    "qc-generation": "generating bespoke QC data",
+    "optimization": "optimizing the parameters",
+}
+
+
+def status_view(output: BespokeExecutorOutput) -> Group:
+    """One line per stage, a progress bar per torsiondrive, and any error."""
+    stages = Table.grid(padding=(0, 1))
+    for stage in output.stages:
+        elapsed = ""
+        if stage.started_at is not None and stage.ended_at is not None:
+            elapsed = f"[dim]{stage.ended_at - stage.started_at:.0f} s[/]"
+        stages.add_row(_ICONS[stage.status], _LABELS[stage.type], elapsed)
+        for scan in stage.scans:
+            stages.add_row(
+                "",
+                f"  {_ICONS[scan.status]} {scan.smiles}",
+                ProgressBar(total=max(scan.grid_points, 1), completed=scan.grid_points_done, width=30),
+                f"{scan.grid_points_done}/{scan.grid_points} grid points, "
+                f"{scan.optimizations} optimizations",
+            )
+        if stage.error:
+            stages.add_row("", f"[red]{stage.error}[/]")
+    return Group(f"[bold]workflow {output.id}[/] {output.smiles}", stages)
+
+
+def fit_table(result: FitResult) -> Table:
+    """Torsion-profile errors (kcal/mol) of the initial and the bespoke force field."""
+    table = Table(title=f"torsion-profile error against the QC scan (kcal/mol), {result.optimizer}")
+    for column in ("torsion", "initial RMSE", "bespoke RMSE", "initial max", "bespoke max"):
+        table.add_column(column, justify="left" if column == "torsion" else "right")
+    for metric in result.metrics:
+        table.add_row(
+            f"{metric.mapped_smiles} {metric.dihedral}",
+            f"{metric.initial.rmse:.3f}",
+            f"{metric.final.rmse:.3f}",
+            f"{metric.initial.max_error:.3f}",
+            f"{metric.final.max_error:.3f}",
+        )
+    if result.initial is not None and result.final is not None:
+        table.add_row(
+            "[bold]molecule[/]",
+            f"[bold]{result.initial.rmse:.3f}",
+            f"[bold]{result.final.rmse:.3f}",
+            f"{result.initial.max_error:.3f}",
+            f"{result.final.max_error:.3f}",
+        )
+    table.caption = f"{result.protocol}; fit took {result.wall_time:.1f} s"
+    return table

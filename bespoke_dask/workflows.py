@@ -1,0 +1,107 @@
+"""`BespokeWorkflowFactory`: workflow settings once, a workflow per molecule.
+
+Named workflows: `default` (BespokeFit's defaults: WBO fragments, psi4 B3LYP-D3BJ/DZVP,
+15 degree scans from 10 conformers, ForceBalance) and `debug` (GFN2-xTB, 30 degree scans
+from one conformer, Pfizer fragments and least squares: seconds to minutes).
+"""
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from bespoke_dask.errors import InputError
+from bespoke_dask.schema import (
+    DEFAULT_FORCE_FIELD,
+    DEFAULT_TARGET_TORSION,
+    BespokeWorkflow,
+    ConstrainedOptimizationSettings,
+    ForceBalanceSettings,
+    LeastSquaresSettings,
+    PfizerFragmentation,
+    QCSpec,
+    SchemaModel,
+    TorsionDriveSettings,
+    TorsionProfileSettings,
+    WBOFragmentation,
+)
+from bespoke_dask.schema.workflow import Fragmentation, Optimizer
+
+if TYPE_CHECKING:
+    from openff.toolkit import Molecule
+
+WorkflowName = Literal["default", "debug"]
+
+
+class BespokeWorkflowFactory(SchemaModel):
+    """The settings of a bespoke fit, applied to any number of molecules."""
+
+    initial_force_field: str = DEFAULT_FORCE_FIELD
+    target_torsion_smirks: list[str] = [DEFAULT_TARGET_TORSION]
+    fragmentation: Fragmentation = WBOFragmentation()
+    qc_spec: QCSpec = QCSpec()
+    torsiondrive: TorsionDriveSettings = TorsionDriveSettings()
+    optimization: ConstrainedOptimizationSettings = ConstrainedOptimizationSettings()
+    target: TorsionProfileSettings = TorsionProfileSettings()
+    optimizer: Optimizer = ForceBalanceSettings()
+    periodicities: list[int] = [1, 2, 3, 4]
+    prior_width: float = 6.0
+
+    @classmethod
+    def from_name(cls, name: WorkflowName) -> "BespokeWorkflowFactory":
+        if name == "default":
+            return cls()
+        if name == "debug":
+            return cls(
+                fragmentation=PfizerFragmentation(),
+                qc_spec=QCSpec(program="xtb", method="gfn2xtb", basis=None),
+                torsiondrive=TorsionDriveSettings(grid_spacing=30, n_conformers=1),
+                optimizer=LeastSquaresSettings(),
+            )
+        raise InputError(f"unknown workflow '{name}': choose default or debug")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "BespokeWorkflowFactory":
+        """Read a factory saved with `to_file` (JSON)."""
+        return cls.model_validate_json(Path(path).read_text())
+
+    def to_file(self, path: str | Path) -> None:
+        Path(path).write_text(self.model_dump_json(indent=2))
+
+    def optimization_schema_from_smiles(self, smiles: str) -> BespokeWorkflow:
+        """A checked workflow for one molecule; raises `InputError` on anything unfittable."""
+        from bespoke_dask.stages.molecule import mapped_smiles_from_input
+
+        return self._workflow(mapped_smiles_from_input(smiles))
+
+    def optimization_schemas_from_file(self, path: str | Path) -> list[BespokeWorkflow]:
+        """Checked workflows for every molecule of an SDF/MOL file."""
+        from openff.toolkit import Molecule
+
+        try:
+            molecules = Molecule.from_file(str(path), allow_undefined_stereo=True)
+        except Exception as error:
+            raise InputError(f"could not read molecules from {path}: {error}") from None
+        molecules = molecules if isinstance(molecules, list) else [molecules]
+        return [self.optimization_schema_from_smiles(m.to_smiles(mapped=True)) for m in molecules]
+
+    def optimization_schema_from_molecule(self, molecule: "Molecule") -> BespokeWorkflow:
+        return self._workflow(molecule.to_smiles(mapped=True))
+
+    def optimization_schemas_from_molecules(self, molecules: list["Molecule"]) -> list[BespokeWorkflow]:
+        return [self.optimization_schema_from_molecule(molecule) for molecule in molecules]
+
+    def _workflow(self, mapped_smiles: str) -> BespokeWorkflow:
+        workflow = BespokeWorkflow(smiles=mapped_smiles, **dict(self))
+        check_workflow(workflow)
+        return workflow
+
+
+def check_workflow(workflow: BespokeWorkflow) -> None:
+    """Raise `InputError` if the force field or the QC engine cannot handle the molecule."""
+    from openff.toolkit import Molecule
+
+    from bespoke_dask.stages.engines import check_qc_spec
+    from bespoke_dask.stages.molecule import check_force_field
+
+    molecule = Molecule.from_mapped_smiles(workflow.smiles, allow_undefined_stereo=True)
+    check_qc_spec(workflow.qc_spec, {atom.symbol for atom in molecule.atoms})
+    check_force_field(workflow.smiles, workflow.initial_force_field)

@@ -1,0 +1,69 @@
+"""End to end through BespokeDaskExecutor on a real LocalCluster: fragment, GFN2-xTB scans, fit."""
+
+import pytest
+from openff.toolkit import ForceField, Molecule
+
+from bespoke_dask import BespokeDaskExecutor, BespokeWorkerConfig, BespokeWorkflowFactory, wait_until_complete
+from bespoke_dask.schema import ForceBalanceSettings, QCSpec
+
+pytestmark = pytest.mark.slow
+
+ANISOLE = "COc1ccccc1"
+
+
+def bespoke_smirks(result) -> set[str]:
+    return {parameter.smirks for parameter in result.results.parameters}
+
+
+def torsion_smirks_of(force_field: ForceField, smiles: str) -> set[str]:
+    labels = force_field.label_molecules(Molecule.from_smiles(smiles).to_topology())[0]
+    return {parameter.smirks for parameter in labels["ProperTorsions"].values()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """Three workflows at once: least squares, ForceBalance (sharing its scan), and a broken one."""
+    factory = BespokeWorkflowFactory.from_name("debug")
+    lsq = factory.optimization_schema_from_smiles(ANISOLE)
+    forcebalance = lsq.model_copy(update={"optimizer": ForceBalanceSettings(max_iterations=3)})
+    broken = lsq.model_copy(update={"qc_spec": QCSpec(program="gaussian", method="hf", basis="sto-3g")})
+    with BespokeDaskExecutor(
+        n_fragmenter_workers=1,
+        n_qc_compute_workers=2,
+        n_optimizer_workers=1,
+        qc_compute_worker_config=BespokeWorkerConfig(n_cores=1),
+        directory=tmp_path_factory.mktemp("executor"),
+    ) as executor:
+        ids = [executor.submit(w) for w in (lsq, forcebalance, broken)]
+        results = [wait_until_complete(i) for i in ids]
+        store = executor.directory / "store"
+    return dict(zip(("lsq", "forcebalance", "broken"), results)), store
+
+
+@pytest.mark.parametrize("optimizer", ["lsq", "forcebalance"])
+def test_the_fit_adds_a_bespoke_torsion_and_lowers_the_rmse(finished, optimizer):
+    result = finished[0][optimizer]
+    assert result.status == "success", result.error
+    force_field = result.bespoke_force_field
+    assert bespoke_smirks(result) and bespoke_smirks(result) <= torsion_smirks_of(force_field, ANISOLE)
+    assert result.results.final.rmse < result.results.initial.rmse
+    assert "parameterize" not in result.refit_force_field
+
+
+def test_every_stage_reports_success_and_scan_progress(finished):
+    result = finished[0]["lsq"]
+    assert [stage.status for stage in result.stages] == ["success"] * 3
+    (scan,) = result.stage("qc-generation").scans
+    assert scan.grid_points_done == scan.grid_points == 12
+
+
+def test_both_fits_share_one_scan(finished):
+    store = finished[1]
+    assert len(list((store / "scan").glob("*/*.json"))) == 1
+
+
+def test_a_broken_workflow_fails_alone_with_its_stage_and_reason(finished):
+    result = finished[0]["broken"]
+    assert result.status == "errored"
+    assert result.error.startswith("qc-generation: ")
+    assert "gaussian" in result.error.lower()
