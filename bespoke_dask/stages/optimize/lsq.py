@@ -1,0 +1,188 @@
+"""The built-in fitter: linear least squares of the bespoke torsion k's with a Gaussian prior.
+
+At fixed geometries the MM energy is linear in the bespoke k's (kcal/mol):
+
+    E(x) = base(x) + F(x) @ k,   F_j(x) = sum over the torsions of k_j of (1 + cos(n_j phi - phase_j)) / idivf_j
+
+The objective is ForceBalance's TorsionProfile target (one per scan, weights normalised per
+scan) plus its L2 prior, research/forcebalance.md §4 and §8:
+
+    sum_scans sum_i w_i / denom^2 (dMM_i - dQC_i)^2  +  PRIOR_WEIGHT sum_j ((k_j - k0_j) / prior_width)^2
+
+with d. = energy relative to the scan's QC-minimum grid point. MM energies are torsion-restrained
+relaxations from the QC geometries (profiles.py); the fit relaxes under the current k's,
+solves the linear problem at those geometries, and repeats until self-consistent. Because
+dE_relaxed/dk = F(x_relaxed) (the geometry is a minimum), the fixed point is a stationary
+point of the objective on relaxed energies, i.e. the iteration is Gauss-Newton.
+
+Every k is bounded to |k| <= K_LIMIT so that a weakly determined term can never run away.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import lsq_linear
+
+from bespoke_dask.schema import BespokeTorsion, FitTarget, LeastSquaresSettings, TorsionProfileSettings
+from bespoke_dask.stages.optimize.profiles import ScanModel, check_grid_angles, load_force_field, qc_energies
+
+logger = logging.getLogger(__name__)
+
+K_LIMIT = 20.0  # kcal/mol; bound on every fitted k (Sage's largest torsion k is ~8 kcal/mol)
+PRIOR_WEIGHT = 1.0  # lambda, ForceBalance's penalty_additive as BespokeFit sets it
+PRIOR_SHARE_LIMIT = 0.5  # a k whose posterior precision is mostly prior is not determined by the data
+NOISE_FLOOR = 0.01  # kcal/mol; residual per grid point assumed at least, so a perfect fit keeps an uncertainty
+
+
+def torsion_profile_weights(qc_kcal: np.ndarray, settings: TorsionProfileSettings) -> np.ndarray:
+    """ForceBalance's TorsionProfile weights of grid points with QC energies `qc_kcal`, summing to 1.
+
+    Attenuated: 1/denom below denom (kcal/mol above the QC minimum), 1/sqrt(denom^2 + (E - denom)^2)
+    above it, 0 above energy_cutoff. Not attenuated: uniform.
+    """
+    relative = np.asarray(qc_kcal, dtype=float) - np.min(qc_kcal)
+    denom = settings.energy_denominator
+    if settings.attenuate:
+        weights = np.where(relative < denom, 1.0 / denom, 1.0 / np.sqrt(denom**2 + (relative - denom) ** 2))
+        weights[relative > settings.energy_cutoff] = 0.0
+    else:
+        weights = np.ones_like(relative)
+    return weights / weights.sum()
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """One scan's weighted linear system at one set of relaxed geometries: residual = design @ k - target."""
+
+    design: np.ndarray  # (n_points, n_k), sqrt(w)/denom * (F_i - F_ref)
+    target: np.ndarray  # (n_points,), kcal/mol, sqrt(w)/denom * (dQC_i - dbase_i)
+    weight_sum: float  # sum of w/denom^2 (1/denom^2 per scan)
+    n_points: int  # grid points with a non-zero weight
+
+
+class _Scan:
+    """A scan, its weights and its OpenMM model with the bespoke terms split out."""
+
+    def __init__(self, force_field, fit_target: FitTarget, parameters, settings, target_settings):
+        check_grid_angles(fit_target.scan)
+        self.model = ScanModel(force_field, fit_target.scan, settings.restraint_k, split=parameters)
+        self.qc = qc_energies(fit_target.scan)
+        self.reference = int(np.argmin(self.qc))
+        weights = torsion_profile_weights(self.qc, target_settings)
+        self.scale = np.sqrt(weights) / target_settings.energy_denominator
+        self.n_points = int(np.count_nonzero(weights))
+
+    def rows(self, k: np.ndarray) -> _Rows:
+        """Relax under `k` (kcal/mol) and linearise there."""
+        self.model.set_k(k)
+        relaxed = self.model.relax()
+        features = self.model.features(relaxed.geometries)
+        design = features - features[self.reference]
+        base = relaxed.base_energies - relaxed.base_energies[self.reference]
+        target = (self.qc - self.qc[self.reference]) - base
+        weight_sum = float(np.sum(self.scale**2))
+        return _Rows(design * self.scale[:, None], target * self.scale, weight_sum, self.n_points)
+
+
+def fit_lsq(
+    force_field: str,
+    parameters: list[BespokeTorsion],
+    targets: list[FitTarget],
+    settings: LeastSquaresSettings,
+    target: TorsionProfileSettings,
+    prior_width: float,
+) -> list[BespokeTorsion]:
+    """Fit the k's of `parameters` (all together) to the scans of `targets`; return them refitted.
+
+    `force_field` is OFFXML text holding `parameters` at the end of <ProperTorsions>; their
+    current k's are the prior's centre and the starting point. `prior_width` is in kcal/mol.
+    Each returned parameter carries `k_uncertainty` (kcal/mol) and `k_determined`, see `_posterior`.
+    """
+    if not parameters:
+        return []
+    if prior_width <= 0:
+        raise ValueError(f"prior_width must be positive, got {prior_width}")
+    force_field = load_force_field(force_field)
+    scans = [_Scan(force_field, fit_target, parameters, settings, target) for fit_target in targets]
+    k0 = np.array([k for parameter in parameters for k in parameter.k], dtype=float)
+    k, rows = _self_consistent(scans, k0, settings, prior_width)
+    std, determined = _posterior(rows, k, prior_width)
+    return _with_k(parameters, k, std, determined)
+
+
+def _self_consistent(scans, k0, settings, prior_width) -> tuple[np.ndarray, list[_Rows]]:
+    """Relax, solve, repeat until no k moves more than the tolerance; the k's and their last rows."""
+    k = np.clip(k0, -K_LIMIT, K_LIMIT)
+    history = []
+    for iteration in range(1, max(settings.max_iterations, 1) + 1):
+        rows = [scan.rows(k) for scan in scans]
+        history.append((_objective(rows, k, k0, prior_width), k, rows))
+        k_new = _solve(rows, k0, prior_width)
+        step = float(np.max(np.abs(k_new - k)))
+        logger.debug("lsq iteration %d: objective %.6g, max |dk| %.3g", iteration, history[-1][0], step)
+        if step <= settings.tolerance:
+            return k_new, rows
+        k = k_new
+    logger.warning("lsq did not converge in %d iterations; keeping the best k's seen", settings.max_iterations)
+    _, k, rows = min(history, key=lambda entry: entry[0])
+    return k, rows
+
+
+def _stack(rows: list[_Rows], n_k: int) -> tuple[np.ndarray, np.ndarray]:
+    if not rows:
+        return np.zeros((0, n_k)), np.zeros(0)
+    return np.vstack([r.design for r in rows]), np.concatenate([r.target for r in rows])
+
+
+def _objective(rows, k, k0, prior_width) -> float:
+    design, target = _stack(rows, len(k))
+    return float(np.sum((design @ k - target) ** 2) + PRIOR_WEIGHT * np.sum(((k - k0) / prior_width) ** 2))
+
+
+def _solve(rows, k0, prior_width) -> np.ndarray:
+    """The bounded minimiser of the linearised objective (scipy's bounded-variable least squares)."""
+    design, target = _stack(rows, len(k0))
+    prior = np.sqrt(PRIOR_WEIGHT) / prior_width
+    matrix = np.vstack([design, prior * np.eye(len(k0))])
+    vector = np.concatenate([target, prior * k0])
+    return lsq_linear(matrix, vector, bounds=(-K_LIMIT, K_LIMIT), method="bvls").x
+
+
+def _posterior(rows, k, prior_width) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior standard deviation (kcal/mol) and determinedness of each k.
+
+    Conjugate Gaussian model of the objective: covariance s^2 A^-1 with A = D^T D + lambda/width^2 I
+    the prior-regularised normal matrix and s^2 the residual variance (weighted residual sum of
+    squares over the effective degrees of freedom, at least NOISE_FLOOR per point), as curve_fit
+    scales its covariance. A k is determined when the data supply most of its posterior precision,
+    i.e. its prior share (lambda/width^2) (A^-1)_jj is below PRIOR_SHARE_LIMIT; a k the scans
+    cannot see (P15: odd terms about a symmetric bond) has a share near 1 and stays near its start.
+    """
+    design, target = _stack(rows, len(k))
+    prior_precision = PRIOR_WEIGHT / prior_width**2
+    inverse = np.linalg.inv(design.T @ design + prior_precision * np.eye(len(k)))
+    n_points = sum(r.n_points for r in rows)
+    dof = max(n_points - float(np.trace(design.T @ design @ inverse)), 1.0)
+    floor = NOISE_FLOOR**2 * sum(r.weight_sum for r in rows)
+    variance = max(float(np.sum((design @ k - target) ** 2)), floor) / dof
+    std = np.sqrt(variance * np.diag(inverse))
+    determined = prior_precision * np.diag(inverse) < PRIOR_SHARE_LIMIT
+    return std, determined
+
+
+def _with_k(parameters, k, std, determined) -> list[BespokeTorsion]:
+    fitted, start = [], 0
+    for parameter in parameters:
+        end = start + len(parameter.k)
+        fitted.append(
+            parameter.model_copy(
+                update={
+                    "k": [float(value) for value in k[start:end]],
+                    "k_uncertainty": [float(value) for value in std[start:end]],
+                    "k_determined": [bool(value) for value in determined[start:end]],
+                }
+            )
+        )
+        start = end
+    return fitted

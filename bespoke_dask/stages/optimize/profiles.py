@@ -1,0 +1,301 @@
+"""MM torsion profiles of QC scans, and how far they are from the QC ones.
+
+The protocol (`PROFILE_PROTOCOL`, research/forcebalance.md §6 "td_relax"): every grid point
+starts from its QC geometry, only the driven dihedral is held at its grid angle by a stiff
+harmonic restraint, everything else is minimised with OpenMM, and the MM energy is reported
+without the restraint. This is what an MM torsion drive, and so MD, sees.
+
+Units: schema geometries are flat bohr and schema energies hartree; everything this module
+returns is in kcal/mol, geometries in bohr as (n_points, n_atoms, 3) arrays.
+"""
+
+import copy
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import openmm
+import qcelemental
+from openff.toolkit import ForceField, Molecule
+from openff.toolkit.utils.toolkits import AmberToolsToolkitWrapper
+from openff.units import unit
+
+from bespoke_dask.schema import (
+    BespokeTorsion,
+    FitTarget,
+    LeastSquaresSettings,
+    ProfileError,
+    TorsionMetrics,
+    TorsionScanResult,
+)
+
+HARTREE_TO_KCAL = qcelemental.constants.hartree2kcalmol
+BOHR_TO_NM = qcelemental.constants.bohr2angstroms / 10.0
+KJ_PER_KCAL = 4.184
+DEFAULT_RESTRAINT_K = LeastSquaresSettings.model_fields["restraint_k"].default  # kcal/mol/rad^2
+MINIMIZER_TOLERANCE = 0.01  # kJ/mol/nm, RMS force at which OpenMM's minimiser stops
+MAX_GRID_DEVIATION = 10.0  # degrees; a QC geometry further from its grid angle is an error
+
+_BASE_GROUP, _SPLIT_GROUP, _RESTRAINT_GROUP = 0, 1, 2
+
+Torsion = tuple[int, int, int, int]
+
+
+@functools.cache
+def am1bcc_charges(mapped_smiles: str) -> tuple[float, ...]:
+    """AM1-BCC partial charges (elementary charge, mapped-SMILES atom order) through sqm.
+
+    Computed once per mapped SMILES and process (on one deterministic RDKit conformer).
+    """
+    molecule = Molecule.from_mapped_smiles(mapped_smiles, allow_undefined_stereo=True)
+    molecule.assign_partial_charges("am1bcc", toolkit_registry=AmberToolsToolkitWrapper())
+    return tuple(float(q) for q in molecule.partial_charges.m_as(unit.elementary_charge))
+
+
+def charged_molecule(mapped_smiles: str) -> Molecule:
+    """A fresh `Molecule` in mapped-SMILES atom order carrying its cached AM1-BCC charges."""
+    molecule = Molecule.from_mapped_smiles(mapped_smiles, allow_undefined_stereo=True)
+    molecule.partial_charges = unit.Quantity(np.array(am1bcc_charges(mapped_smiles)), unit.elementary_charge)
+    return molecule
+
+
+def load_force_field(force_field: "str | ForceField") -> ForceField:
+    """A `ForceField` from OFFXML text or an installed file name (cosmetic attributes allowed)."""
+    if isinstance(force_field, ForceField):
+        return force_field
+    return ForceField(force_field, allow_cosmetic_attributes=True)
+
+
+def dihedrals(geometries: np.ndarray, torsions: Sequence[Torsion]) -> np.ndarray:
+    """Dihedral angles (radians, IUPAC sign as OpenMM) of (n, n_atoms, 3) geometries -> (n, n_torsions)."""
+    atoms = np.asarray(torsions, dtype=int).reshape(-1, 4)
+    p0, p1, p2, p3 = (geometries[:, atoms[:, i]] for i in range(4))
+    b1, b2, b3 = p1 - p0, p2 - p1, p3 - p2
+    n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
+    y = np.linalg.norm(b2, axis=-1) * np.einsum("...i,...i", b1, n2)
+    x = np.einsum("...i,...i", n1, n2)
+    return np.arctan2(y, x)
+
+
+def qc_energies(scan: TorsionScanResult) -> np.ndarray:
+    """The QC energies of a scan's grid points in kcal/mol (absolute)."""
+    return np.array([point.energy for point in scan.grid]) * HARTREE_TO_KCAL
+
+
+def qc_geometries(scan: TorsionScanResult) -> np.ndarray:
+    """The QC geometries of a scan's grid points, (n_points, n_atoms, 3) in bohr."""
+    return np.array([point.geometry for point in scan.grid]).reshape(len(scan.grid), -1, 3)
+
+
+@dataclass(frozen=True)
+class SplitTerm:
+    """One k of a bespoke parameter, i.e. one column of the linear torsion model."""
+
+    parameter: int  # index into the split parameters
+    periodicity: int
+    phase: float  # radians
+    idivf: float
+    torsions: tuple[Torsion, ...]
+
+
+@dataclass(frozen=True)
+class RelaxedScan:
+    """Torsion-restrained MM relaxations of every grid point of one scan."""
+
+    geometries: np.ndarray  # (n_points, n_atoms, 3), bohr
+    energies: np.ndarray  # kcal/mol, full MM energy without the restraint
+    base_energies: np.ndarray  # kcal/mol, without the restraint and the split torsion terms
+
+
+class ScanModel:
+    """One OpenMM Context for one scan: the force field's System, the driven-dihedral restraint,
+    and optionally the terms of some bespoke parameters moved into a force of their own.
+
+    Split terms make MM energies linear in their k's: E = base(x) + features(x) @ k.
+    """
+
+    def __init__(
+        self,
+        force_field: "str | ForceField",
+        scan: TorsionScanResult,
+        restraint_k: float = DEFAULT_RESTRAINT_K,
+        split: Sequence[BespokeTorsion] = (),
+    ):
+        force_field = load_force_field(force_field)
+        molecule = charged_molecule(scan.mapped_smiles)
+        self.scan = scan
+        self.terms = _split_terms(force_field, molecule, split)
+        base = _without_parameters(force_field, [parameter.smirks for parameter in split])
+        system = base.create_openmm_system(molecule.to_topology(), charge_from_molecules=[molecule])
+        for force in system.getForces():
+            force.setForceGroup(_BASE_GROUP)
+        self._split_force = _split_force(self.terms)
+        system.addForce(self._split_force)
+        system.addForce(_restraint_force(scan.dihedral, restraint_k))
+        platform = openmm.Platform.getPlatformByName("Reference")
+        self.context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
+        self.set_k([k for parameter in split for k in parameter.k])
+
+    def set_k(self, k: Sequence[float]) -> None:
+        """Set the split k's (kcal/mol, in `terms` order)."""
+        if len(k) != len(self.terms):
+            raise ValueError(f"expected {len(self.terms)} k's, got {len(k)}")
+        index = 0
+        for term, value in zip(self.terms, k):
+            for torsion in term.torsions:
+                k_kj = value / term.idivf * KJ_PER_KCAL
+                self._split_force.setTorsionParameters(index, *torsion, term.periodicity, term.phase, k_kj)
+                index += 1
+        if index:
+            self._split_force.updateParametersInContext(self.context)
+
+    def relax(self) -> RelaxedScan:
+        """Minimise every grid point from its QC geometry with the driven dihedral restrained."""
+        geometries, energies, base = [], [], []
+        for point, start in zip(self.scan.grid, qc_geometries(self.scan)):
+            self.context.setParameter("bespoke_dask_theta0", math.radians(point.angle))
+            self.context.setPositions(start * BOHR_TO_NM)
+            openmm.LocalEnergyMinimizer.minimize(self.context, MINIMIZER_TOLERANCE, 0)
+            state = self.context.getState(getPositions=True)
+            positions = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+            geometries.append(positions / BOHR_TO_NM)
+            base.append(self._energy({_BASE_GROUP}))
+            energies.append(base[-1] + self._energy({_SPLIT_GROUP}))
+        return RelaxedScan(np.array(geometries), np.array(energies), np.array(base))
+
+    def features(self, geometries: np.ndarray) -> np.ndarray:
+        """dE/dk of the split terms at (n, n_atoms, 3) geometries (bohr): (n, n_terms), dimensionless."""
+        columns = [_term_feature(term, geometries) for term in self.terms]
+        return np.array(columns).T.reshape(len(geometries), len(self.terms))
+
+    def _energy(self, groups: set[int]) -> float:
+        state = self.context.getState(getEnergy=True, groups=groups)
+        return state.getPotentialEnergy().value_in_unit(openmm.unit.kilocalorie_per_mole)
+
+
+def _term_feature(term: SplitTerm, geometries: np.ndarray) -> np.ndarray:
+    """sum over the term's torsions of (1 + cos(n phi - phase)) / idivf, per geometry."""
+    if not term.torsions:
+        return np.zeros(len(geometries))
+    phi = dihedrals(geometries, term.torsions)
+    return ((1.0 + np.cos(term.periodicity * phi - term.phase)) / term.idivf).sum(axis=1)
+
+
+def check_grid_angles(scan: TorsionScanResult) -> None:
+    """Raise if a QC geometry's driven dihedral is not at its grid angle (a sign or index mix-up)."""
+    measured = np.degrees(dihedrals(qc_geometries(scan), [scan.dihedral])[:, 0])
+    for point, angle in zip(scan.grid, measured):
+        if abs((angle - point.angle + 180.0) % 360.0 - 180.0) > MAX_GRID_DEVIATION:
+            raise ValueError(
+                f"the QC geometry of grid point {point.angle} has dihedral {scan.dihedral} at {angle:.1f} degrees"
+            )
+
+
+def _split_terms(force_field: ForceField, molecule: Molecule, split: Sequence[BespokeTorsion]) -> list[SplitTerm]:
+    """The columns of the linear model: each k of each split parameter and the torsions it types."""
+    if not split:
+        return []
+    labels = force_field.label_molecules(molecule.to_topology())[0]["ProperTorsions"]
+    handler = force_field.get_parameter_handler("ProperTorsions")
+    terms = []
+    for index, parameter in enumerate(split):
+        if parameter.smirks not in handler.parameters:
+            raise ValueError(f"the force field has no proper torsion {parameter.smirks}")
+        if list(handler.parameters[parameter.smirks].periodicity) != list(parameter.periodicities):
+            raise ValueError(f"the force field's {parameter.smirks} has other periodicities than the parameter")
+        torsions = tuple(sorted(atoms for atoms, typed in labels.items() if typed.smirks == parameter.smirks))
+        for periodicity, phase, idivf in zip(parameter.periodicities, parameter.phases, parameter.idivf):
+            terms.append(SplitTerm(index, periodicity, math.radians(phase), idivf, torsions))
+    return terms
+
+
+def _without_parameters(force_field: ForceField, smirks: Sequence[str]) -> ForceField:
+    """A copy of `force_field` in which the proper torsions `smirks` keep their atoms but have k = 0."""
+    if not smirks:
+        return force_field
+    force_field = copy.deepcopy(force_field)
+    handler = force_field.get_parameter_handler("ProperTorsions")
+    for pattern in smirks:
+        parameter = handler.parameters[pattern]
+        parameter.k = [0.0 * unit.kilocalorie_per_mole for _ in parameter.k]
+    return force_field
+
+
+def _split_force(terms: Sequence[SplitTerm]) -> openmm.PeriodicTorsionForce:
+    force = openmm.PeriodicTorsionForce()
+    force.setForceGroup(_SPLIT_GROUP)
+    for term in terms:
+        for torsion in term.torsions:
+            force.addTorsion(*torsion, term.periodicity, term.phase, 0.0)
+    return force
+
+
+def _restraint_force(dihedral: Torsion, restraint_k: float) -> openmm.CustomTorsionForce:
+    """0.5 k (theta - theta0)^2 on the driven dihedral; theta0 is a Context parameter (radians)."""
+    force = openmm.CustomTorsionForce(
+        "0.5*bespoke_dask_restraint_k*d^2; d = min(a, 2*pi - a); a = abs(theta - bespoke_dask_theta0);"
+        f" pi = {math.pi}"
+    )
+    force.addGlobalParameter("bespoke_dask_restraint_k", restraint_k * KJ_PER_KCAL)
+    force.addGlobalParameter("bespoke_dask_theta0", 0.0)
+    force.addTorsion(*dihedral, [])
+    force.setForceGroup(_RESTRAINT_GROUP)
+    return force
+
+
+def relaxed_profile(
+    force_field: "str | ForceField", scan: TorsionScanResult, restraint_k: float = DEFAULT_RESTRAINT_K
+) -> RelaxedScan:
+    """Torsion-restrained relaxed MM profile of `scan` under `force_field` (OFFXML text or file name)."""
+    check_grid_angles(scan)
+    return ScanModel(force_field, scan, restraint_k).relax()
+
+
+def profile_error(qc_kcal: Sequence[float], mm_kcal: Sequence[float]) -> ProfileError:
+    """RMSE and max |error| (kcal/mol) of an MM profile, both profiles aligned at the QC minimum."""
+    return _error(_aligned_errors(np.asarray(qc_kcal, dtype=float), np.asarray(mm_kcal, dtype=float)))
+
+
+def _aligned_errors(qc: np.ndarray, mm: np.ndarray) -> np.ndarray:
+    if qc.shape != mm.shape or qc.size == 0:
+        raise ValueError(f"profiles of {qc.size} and {mm.size} points cannot be compared")
+    reference = int(np.argmin(qc))
+    return (mm - mm[reference]) - (qc - qc[reference])
+
+
+def torsion_metrics(
+    initial_ff: str, final_ff: str, targets: list[FitTarget], restraint_k: float = DEFAULT_RESTRAINT_K
+) -> tuple[list[TorsionMetrics], ProfileError, ProfileError]:
+    """Per-scan initial and final profile errors, and both pooled over every grid point of every scan.
+
+    The molecule-level RMSE is over all grid points of all targets (each aligned at its own QC
+    minimum); its max error is the largest of any point.
+    """
+    if not targets:
+        raise ValueError("no targets to evaluate")
+    initial, final = load_force_field(initial_ff), load_force_field(final_ff)
+    metrics, initial_errors, final_errors = [], [], []
+    for target in targets:
+        initial_errors.append(_scan_errors(initial, target.scan, restraint_k))
+        final_errors.append(_scan_errors(final, target.scan, restraint_k))
+        metrics.append(
+            TorsionMetrics(
+                smirks=target.smirks,
+                mapped_smiles=target.scan.mapped_smiles,
+                dihedral=target.scan.dihedral,
+                initial=_error(initial_errors[-1]),
+                final=_error(final_errors[-1]),
+            )
+        )
+    return metrics, _error(np.concatenate(initial_errors)), _error(np.concatenate(final_errors))
+
+
+def _scan_errors(force_field: ForceField, scan: TorsionScanResult, restraint_k: float) -> np.ndarray:
+    """MM - QC per grid point (kcal/mol), aligned at the QC minimum."""
+    return _aligned_errors(qc_energies(scan), relaxed_profile(force_field, scan, restraint_k).energies)
+
+
+def _error(errors: np.ndarray) -> ProfileError:
+    return ProfileError(rmse=float(np.sqrt(np.mean(errors**2))), max_error=float(np.max(np.abs(errors))))
