@@ -30,6 +30,7 @@ from bespoke_dask.schema import (
     TorsionMetrics,
     TorsionScanResult,
 )
+from bespoke_dask.stages.molecule import load_force_field as read_force_field
 
 HARTREE_TO_KCAL = qcelemental.constants.hartree2kcalmol
 BOHR_TO_NM = qcelemental.constants.bohr2angstroms / 10.0
@@ -65,7 +66,7 @@ def load_force_field(force_field: "str | ForceField") -> ForceField:
     """A `ForceField` from OFFXML text or an installed file name (cosmetic attributes allowed)."""
     if isinstance(force_field, ForceField):
         return force_field
-    return ForceField(force_field, allow_cosmetic_attributes=True)
+    return read_force_field(force_field, allow_cosmetic_attributes=True)
 
 
 def dihedrals(geometries: np.ndarray, torsions: Sequence[Torsion]) -> np.ndarray:
