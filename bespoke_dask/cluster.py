@@ -1,5 +1,6 @@
 """A local Dask cluster with one worker pool per stage, listening on loopback only."""
 
+import dask.config
 from distributed import Nanny, Scheduler, SpecCluster
 
 from bespoke_dask.config import BespokeWorkerConfig, Pool
@@ -10,12 +11,11 @@ def local_cluster(
     host: str = "127.0.0.1",
     port: int = 0,
     dashboard_port: int | None = 0,
-    worker_threads: int = 2,
 ) -> SpecCluster:
     """Start a scheduler and `n` worker processes per pool, each offering its pool's resource.
 
-    Workers get `worker_threads` threads but only one unit of their pool's resource: one stage
-    task at a time, with a thread to spare for the light scan-driver steps.
+    A worker holds one unit of its pool's resource, so it runs one stage task at a time; its
+    thread count (`bespoke-dask.pools.<pool>.threads`) may leave room for light scan steps.
     """
     scheduler = {
         "cls": Scheduler,
@@ -27,20 +27,20 @@ def local_cluster(
         },
     }
     workers = {
-        f"{pool}-{index}": worker_spec(pool, config, host, worker_threads)
+        f"{pool}-{index}": worker_spec(pool, config, host)
         for pool, (n_workers, config) in pools.items()
         for index in range(n_workers)
     }
     return SpecCluster(workers=workers, scheduler=scheduler, name="bespoke-dask")
 
 
-def worker_spec(pool: Pool, config: BespokeWorkerConfig, host: str, threads: int) -> dict:
+def worker_spec(pool: Pool, config: BespokeWorkerConfig, host: str) -> dict:
     """The `SpecCluster` entry of one worker process of `pool`."""
     return {
         "cls": Nanny,
         "options": {
             "host": host,
-            "nthreads": threads,
+            "nthreads": dask.config.get(f"bespoke-dask.pools.{pool}.threads"),
             "resources": {pool: 1},
             "memory_limit": f"{config.max_memory}GiB" if config.max_memory else "auto",
             "env": config.environment(pool),

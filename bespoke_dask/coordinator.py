@@ -46,6 +46,7 @@ class Coordinator:
         self._drivers: dict[str, asyncio.Task] = {}
         self._shared: dict[str, asyncio.Task] = {}
         self._waiters: dict[str, int] = {}
+        self._closing = False
 
     # -- workflows -------------------------------------------------------------------
     def submit(self, workflow: BespokeWorkflow) -> str:
@@ -76,18 +77,29 @@ class Coordinator:
             self._start(record)
         return [record.output.id for record in unfinished]
 
-    def cancel(self, workflow_id: str) -> None:
+    def cancel(self, workflow_id: str) -> bool:
         """Stop a workflow; work no other workflow waits for is released from the cluster."""
-        driver = self._drivers.get(workflow_id)
-        if driver is not None:
-            driver.cancel()
+        driver = self._drivers.get(str(workflow_id))
+        if driver is None or driver.done():
+            return False
+        driver.cancel()
+        return True
 
-    async def wait(self, workflow_id: str) -> BespokeExecutorOutput:
-        driver = self._drivers.get(workflow_id)
-        if driver is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(driver)
-        return self.records[workflow_id].output
+    def output(self, workflow_id: str) -> BespokeExecutorOutput | None:
+        """A snapshot of one workflow's status and results; None for an unknown id."""
+        record = self.records.get(str(workflow_id))
+        return None if record is None else record.output.model_copy(deep=True)
+
+    def outputs(self) -> list[BespokeExecutorOutput]:
+        return [record.output.model_copy(deep=True) for record in self.records.values()]
+
+    async def close(self) -> None:
+        """Stop every driver without marking anything cancelled (a restart resumes them)."""
+        self._closing = True
+        for driver in self._drivers.values():
+            driver.cancel()
+        await asyncio.gather(*self._drivers.values(), return_exceptions=True)
+        await self.client.close()
 
     def _start(self, record: WorkflowRecord) -> None:
         driver = asyncio.get_running_loop().create_task(self._drive(record))
@@ -130,14 +142,16 @@ class Coordinator:
             yield status
             status.status = "success"
         except asyncio.CancelledError:
-            status.status = "cancelled"
+            if not self._closing:
+                status.status = "cancelled"
             raise
         except Exception as error:
             status.status, status.error = "errored", describe(error)
             raise StageFailed(status.error) from error
         finally:
-            status.ended_at = time.time()
-            self._save(record)
+            if not self._closing:
+                status.ended_at = time.time()
+                self._save(record)
 
     # -- torsiondrives ---------------------------------------------------------------
     async def _scan(self, task: TorsionScanTask, progress: ScanProgress) -> TorsionScanResult:

@@ -1,14 +1,12 @@
-"""`BespokeDaskExecutor`: a local Dask cluster with per-stage pools plus the coordinator.
+"""`BespokeDaskExecutor`: start an executor (cluster + coordinator) or connect to a running one.
 
-The coordinator runs on its own asyncio loop in a background thread; the public methods are
-synchronous and safe to call from any thread.
+Either way every operation goes through the scheduler to the coordinator beside it
+(`bespoke_dask.service`), so a client needs nothing but the scheduler's address.
 """
 
-import asyncio
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,22 +14,30 @@ from pathlib import Path
 import dask.config
 from distributed import Client
 
+from bespoke_dask import service
 from bespoke_dask.cluster import local_cluster
 from bespoke_dask.config import BespokeWorkerConfig, pool_size
-from bespoke_dask.coordinator import Coordinator
 from bespoke_dask.schema import BespokeExecutorOutput, BespokeWorkflow, Status
 
 FINISHED: tuple[Status, ...] = ("success", "errored", "cancelled")
+DEFAULT_DIRECTORY = "bespoke-executor"
 
 _current: "BespokeDaskExecutor | None" = None
 
 
-class BespokeDaskExecutor:
-    """Fits bespoke torsions on a local Dask cluster: fragmenter, QC and optimizer pools.
+class ExecutorNotFound(RuntimeError):
+    """No running executor could be reached."""
 
-    Arguments left as None fall back to dask.config (`bespoke-dask.*`) and BEFLOW_* variables.
-    `directory` holds the store and the workflow records; None uses a temporary directory
-    removed on exit (kept when BEFLOW_KEEP_TMP_FILES is set).
+
+class BespokeDaskExecutor:
+    """Fits bespoke torsions on Dask: fragmenter, QC and optimizer pools plus a coordinator.
+
+    With `scheduler_address`, connects to a running executor (`bespoke-dask executor launch`)
+    and starts nothing. Otherwise starts a local cluster bound to `host` (loopback by default)
+    and the coordinator on `directory`, which holds the store and the workflow records and
+    resumes whatever was left unfinished there. `directory=None` uses a temporary directory
+    removed on exit (kept when BEFLOW_KEEP_TMP_FILES is set). Arguments left as None fall
+    back to dask.config (`bespoke-dask.*`) and BespokeFit's BEFLOW_* variables.
     """
 
     def __init__(
@@ -42,11 +48,13 @@ class BespokeDaskExecutor:
         fragmenter_worker_config: BespokeWorkerConfig | None = None,
         qc_compute_worker_config: BespokeWorkerConfig | None = None,
         optimizer_worker_config: BespokeWorkerConfig | None = None,
-        directory: str | os.PathLike | None = "bespoke-executor",
+        directory: str | os.PathLike | None = DEFAULT_DIRECTORY,
         host: str | None = None,
         port: int | None = None,
         dashboard_port: int | None = None,
+        scheduler_address: str | None = None,
     ):
+        self.scheduler_address = scheduler_address
         self.pools = {
             "fragmenter": (
                 _given(n_fragmenter_workers, pool_size("fragmenter")),
@@ -61,46 +69,49 @@ class BespokeDaskExecutor:
                 optimizer_worker_config or BespokeWorkerConfig.from_config("optimizer"),
             ),
         }
-        for pool, (n_workers, _) in self.pools.items():
-            if n_workers < 1:
-                raise ValueError(f"the {pool} pool needs at least one worker")
         self.host = host or dask.config.get("bespoke-dask.host")
         self.port = _given(port, dask.config.get("bespoke-dask.port"))
         self.dashboard_port = _given(dashboard_port, dask.config.get("bespoke-dask.dashboard-port"))
-        self._temporary = directory is None
-        self.directory = Path(tempfile.mkdtemp(prefix="bespoke-") if directory is None else directory)
-        self._cluster = self._loop = self._coordinator = None
+        self._temporary = directory is None and scheduler_address is None
+        self.directory = Path(tempfile.mkdtemp(prefix="bespoke-") if self._temporary else directory)
+        self._cluster = self._host = self._client = None
 
     # -- lifetime --------------------------------------------------------------------
     def start(self) -> "BespokeDaskExecutor":
-        """Start the cluster and the coordinator; resume unfinished workflows in `directory`."""
+        """Start (or connect to) the executor."""
+        if self.scheduler_address is None:
+            self._start_cluster()
+        self._client = _connect(self.scheduler_address)
+        return self
+
+    def _start_cluster(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._cluster = local_cluster(
             self.pools,
             host=self.host,
             port=self.port,
             dashboard_port=self.dashboard_port,
-            worker_threads=dask.config.get("bespoke-dask.worker-threads"),
         )
-        self._loop = _LoopThread()
-        self._coordinator = self._loop.run(self._connect())
-        self._loop.run(_call(self._coordinator.resume))
-        return self
-
-    async def _connect(self) -> Coordinator:
-        client = await Client(self._cluster.scheduler_address, asynchronous=True)
-        return Coordinator(client, self.directory)
+        self.scheduler_address = self._cluster.scheduler_address
+        try:
+            self._host = service.CoordinatorHost(
+                self.scheduler_address, self.directory, self.dashboard_link
+            )
+        except Exception:
+            self._cluster.close()
+            raise
 
     def stop(self) -> None:
-        """Stop the coordinator and the cluster; unfinished workflows resume on the next start."""
-        if self._loop is not None:
-            self._loop.run(self._coordinator.client.close())
-            self._loop.stop()
+        """Disconnect; an executor this object started is shut down (and resumes next time)."""
+        if self._client is not None:
+            self._client.close()
+        if self._host is not None:
+            self._host.stop()
         if self._cluster is not None:
             self._cluster.close()
         if self._temporary and not os.environ.get("BEFLOW_KEEP_TMP_FILES"):
             shutil.rmtree(self.directory, ignore_errors=True)
-        self._cluster = self._loop = self._coordinator = None
+        self._cluster = self._host = self._client = None
 
     def __enter__(self) -> "BespokeDaskExecutor":
         global _current
@@ -114,29 +125,31 @@ class BespokeDaskExecutor:
         self.stop()
 
     @property
-    def scheduler_address(self) -> str:
-        return self._cluster.scheduler_address
-
-    @property
     def dashboard_link(self) -> str | None:
-        return self._cluster.dashboard_link if self.dashboard_port is not None else None
+        if self._cluster is None or self.dashboard_port is None:
+            return None
+        return self._cluster.dashboard_link
 
     # -- workflows -------------------------------------------------------------------
     def submit(self, workflow: BespokeWorkflow) -> str:
-        """Queue a workflow and return its id."""
-        return self._loop.run(_call(self._coordinator.submit, workflow))
+        """Queue a workflow and return its id (an identical earlier one keeps its id)."""
+        return self._call("submit", workflow)
 
     def retrieve(self, workflow_id: str) -> BespokeExecutorOutput:
         """A snapshot of the workflow's status and, once finished, its results."""
-        return self._loop.run(_call(self._snapshot, workflow_id))
+        output = self._call("output", str(workflow_id))
+        if output is None:
+            raise KeyError(f"no workflow with id {workflow_id}")
+        return output
 
     def list(self, status: Status | None = None) -> list[BespokeExecutorOutput]:
-        outputs = self._loop.run(_call(self._snapshots))
-        return [output for output in outputs if status in (None, output.status)]
+        return [output for output in self._call("outputs") if status in (None, output.status)]
 
-    def cancel(self, workflow_id: str) -> None:
-        self._loop.run(_call(self._snapshot, workflow_id))  # unknown ids raise
-        self._loop.run(_call(self._coordinator.cancel, workflow_id))
+    def cancel(self, workflow_id: str) -> BespokeExecutorOutput:
+        """Cancel a workflow that has not finished; returns its status afterwards."""
+        self.retrieve(workflow_id)  # unknown ids raise
+        self._call("cancel", str(workflow_id))
+        return self.wait_until_complete(workflow_id, frequency=0.1)
 
     def wait_until_complete(
         self,
@@ -153,18 +166,35 @@ class BespokeDaskExecutor:
                 return output
             time.sleep(frequency)
 
-    def _snapshot(self, workflow_id: str) -> BespokeExecutorOutput:
-        record = self._coordinator.records.get(str(workflow_id))
-        if record is None:
-            raise KeyError(f"no workflow with id {workflow_id}")
-        return record.output.model_copy(deep=True)
+    def _call(self, operation: str, *args):
+        if self._client is None:
+            raise RuntimeError("the executor is not started: use `with BespokeDaskExecutor(...):`")
+        return self._client.run_on_scheduler(service.call, operation, *args)
 
-    def _snapshots(self) -> list[BespokeExecutorOutput]:
-        return [self._snapshot(workflow_id) for workflow_id in self._coordinator.records]
+
+def connect(
+    scheduler_address: str | None = None, directory: str | os.PathLike | None = None
+) -> BespokeDaskExecutor:
+    """A started client of the running executor found from the arguments or the environment.
+
+    The address comes from `scheduler_address`, else BEFLOW_SCHEDULER_ADDRESS, else the
+    `scheduler.json` the executor wrote into `directory` (default `bespoke-executor`).
+    """
+    address = (
+        scheduler_address
+        or os.environ.get("BEFLOW_SCHEDULER_ADDRESS")
+        or service.scheduler_address_from(directory or DEFAULT_DIRECTORY)
+    )
+    if address is None:
+        raise ExecutorNotFound(
+            f"no running executor found in {directory or DEFAULT_DIRECTORY}: launch one "
+            "with `bespoke-dask executor launch` or give --scheduler"
+        )
+    return BespokeDaskExecutor(scheduler_address=address).start()
 
 
 def wait_until_complete(workflow_id: str, frequency: float = 1.0) -> BespokeExecutorOutput:
-    """Wait for a workflow of the executor opened by the enclosing `with` block."""
+    """Wait for a workflow of the current executor (the enclosing `with`, else `connect()`)."""
     return _active().wait_until_complete(workflow_id, frequency)
 
 
@@ -176,32 +206,31 @@ def retrieve(workflow_id: str) -> BespokeExecutorOutput:
     return _active().retrieve(workflow_id)
 
 
+def list_workflows(status: Status | None = None) -> list[BespokeExecutorOutput]:
+    return _active().list(status)
+
+
+def cancel(workflow_id: str) -> BespokeExecutorOutput:
+    return _active().cancel(workflow_id)
+
+
 def _active() -> BespokeDaskExecutor:
+    global _current
     if _current is None:
-        raise RuntimeError("no executor is running: use `with BespokeDaskExecutor(...):`")
+        _current = connect()
     return _current
+
+
+def _connect(address: str) -> Client:
+    try:
+        return Client(address, timeout=dask.config.get("bespoke-dask.connect-timeout"))
+    except OSError as error:
+        raise ExecutorNotFound(f"no executor answers at {address}: {error}") from None
 
 
 def _given(value, default):
     return default if value is None else value
 
 
-async def _call(function, *args):
-    """Run a plain function on the coordinator's loop (it may start tasks there)."""
-    return function(*args)
-
-
-class _LoopThread:
-    """An asyncio event loop running in a daemon thread."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="coordinator")
-        self._thread.start()
-
-    def run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
+# BespokeFit's name; defined last so the builtin stays usable above.
+list = list_workflows  # noqa: A001

@@ -103,5 +103,6 @@ def check_workflow(workflow: BespokeWorkflow) -> None:
     from bespoke_dask.stages.molecule import check_force_field
 
     molecule = Molecule.from_mapped_smiles(workflow.smiles, allow_undefined_stereo=True)
-    check_qc_spec(workflow.qc_spec, {atom.symbol for atom in molecule.atoms})
+    symbols = {atom.symbol for atom in molecule.atoms}
+    check_qc_spec(workflow.qc_spec, symbols, molecule.total_charge.m)
     check_force_field(workflow.smiles, workflow.initial_force_field)

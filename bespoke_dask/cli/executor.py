@@ -1,101 +1,59 @@
-"""The `bespoke-dask` command line: parses, prints, and calls the Python API."""
+"""`bespoke-dask executor ...`: run one fit, or launch a long-lived executor and drive it."""
 
-import functools
+import json
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.live import Live
+from rich.table import Table
 
+from bespoke_dask.cli.display import fit_table, status_view
+from bespoke_dask.cli.options import (
+    Directory,
+    ForceFieldOption,
+    MoleculeFile,
+    OptimizerOption,
+    QCSpecOption,
+    Scheduler,
+    Smiles,
+    TargetTorsion,
+    Workflow,
+    WorkflowFile,
+    WorkflowId,
+    build_workflows,
+    console,
+    errors,
+    user_errors,
+    workflow_factory,
+)
 from bespoke_dask.config import BespokeWorkerConfig
-from bespoke_dask.display import fit_table, status_view
 from bespoke_dask.errors import InputError
-from bespoke_dask.schema import BespokeWorkflow, ForceBalanceSettings, LeastSquaresSettings, QCSpec
-from bespoke_dask.workflows import BespokeWorkflowFactory
+from bespoke_dask.executor import DEFAULT_DIRECTORY, BespokeDaskExecutor, connect
+from bespoke_dask.schema import BespokeExecutorOutput
 
-app = typer.Typer(help="Bespoke torsion parameters for OpenFF force fields, fitted on Dask.")
-executor_app = typer.Typer(help="Run bespoke fits on a local Dask cluster.")
-app.add_typer(executor_app, name="executor")
+app = typer.Typer(help="Run bespoke fits: one-shot, or on a long-lived executor.", no_args_is_help=True)
 
-console = Console()
-errors = Console(stderr=True)
-
-OPTIMIZERS = {"forcebalance": ForceBalanceSettings, "lsq": LeastSquaresSettings}
-
-
-def user_errors(command):
-    """Report bad input as one line on stderr and exit 2, without a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except (InputError, KeyError, FileNotFoundError) as error:
-            message = error.args[0] if isinstance(error, KeyError) else error
-            errors.print(f"[red]Error:[/] {message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
+NFragmenter = Annotated[int, typer.Option(help="Fragmenter workers.")]
+NQC = Annotated[int, typer.Option(help="QC workers.")]
+QCCores = Annotated[int, typer.Option(help="Cores per QC calculation.")]
+QCMemory = Annotated[Optional[float], typer.Option(help="GiB per QC calculation.")]
+NOptimizer = Annotated[int, typer.Option(help="Optimizer workers.")]
 
 
-# Options shared by every command that builds workflows.
-Smiles = Annotated[Optional[list[str]], typer.Option("--smiles", help="SMILES of a molecule to fit.")]
-MoleculeFile = Annotated[Optional[Path], typer.Option("--file", help="SDF/MOL file of molecules.")]
-Workflow = Annotated[str, typer.Option("--workflow", help="Named workflow: default or debug.")]
-WorkflowFile = Annotated[
-    Optional[Path], typer.Option("--workflow-file", help="JSON of a BespokeWorkflowFactory.")
-]
-QCSpecOption = Annotated[
-    Optional[tuple[str, str, str]],
-    typer.Option("--qc-spec", help="PROGRAM METHOD BASIS, e.g. xtb gfn2xtb none."),
-]
-TargetTorsion = Annotated[
-    Optional[list[str]], typer.Option("--target-torsion", help="SMARTS of bonds to fit (repeat).")
-]
-ForceFieldOption = Annotated[Optional[str], typer.Option("--force-field", help="Initial force field.")]
-OptimizerOption = Annotated[
-    Optional[str], typer.Option("--optimizer", help="Fitting backend: forcebalance or lsq.")
-]
-
-
-def build_workflows(
-    smiles: list[str] | None,
-    file: Path | None,
-    workflow: str,
-    workflow_file: Path | None,
-    qc_spec: tuple[str, str, str] | None,
-    target_torsion: list[str] | None,
-    force_field: str | None,
-    optimizer: str | None,
-) -> list[BespokeWorkflow]:
-    """Checked workflows for the molecules given, with the command-line overrides applied."""
-    if not smiles and file is None:
-        raise InputError("give a molecule with --smiles or --file")
-    factory = (
-        BespokeWorkflowFactory.from_file(workflow_file)
-        if workflow_file
-        else BespokeWorkflowFactory.from_name(workflow)
+def _executor(n_fragmenter, n_qc, qc_cores, qc_memory, n_optimizer, **kwargs) -> BespokeDaskExecutor:
+    return BespokeDaskExecutor(
+        n_fragmenter_workers=n_fragmenter,
+        n_qc_compute_workers=n_qc,
+        n_optimizer_workers=n_optimizer,
+        qc_compute_worker_config=BespokeWorkerConfig(n_cores=qc_cores, max_memory=qc_memory),
+        **kwargs,
     )
-    overrides = {}
-    if qc_spec:
-        overrides["qc_spec"] = QCSpec(program=qc_spec[0], method=qc_spec[1], basis=qc_spec[2])
-    if target_torsion:
-        overrides["target_torsion_smirks"] = target_torsion
-    if force_field:
-        overrides["initial_force_field"] = force_field
-    if optimizer:
-        if optimizer not in OPTIMIZERS:
-            raise InputError(f"unknown optimizer '{optimizer}': choose forcebalance or lsq")
-        overrides["optimizer"] = OPTIMIZERS[optimizer]()
-    factory = factory.model_copy(update=overrides)
-    workflows = [factory.optimization_schema_from_smiles(s) for s in smiles or []]
-    if file is not None:
-        workflows += factory.optimization_schemas_from_file(file)
-    return workflows
 
 
-@executor_app.command()
+@app.command()
 @user_errors
 def run(
     smiles: Smiles = None,
@@ -110,48 +68,177 @@ def run(
     output_force_field: Annotated[
         Optional[Path], typer.Option(help="Write the bespoke force field (OFFXML) here.")
     ] = None,
-    n_fragmenter_workers: int = 1,
-    n_qc_compute_workers: int = 1,
-    qc_compute_n_cores: int = 1,
-    qc_compute_max_mem: Annotated[Optional[float], typer.Option(help="GiB per QC worker.")] = None,
-    n_optimizer_workers: int = 1,
+    n_fragmenter_workers: NFragmenter = 1,
+    n_qc_compute_workers: NQC = 1,
+    qc_compute_n_cores: QCCores = 1,
+    qc_compute_max_mem: QCMemory = None,
+    n_optimizer_workers: NOptimizer = 1,
     directory: Annotated[
         Optional[Path], typer.Option(help="Keep the store here (default: a temporary directory).")
     ] = None,
 ):
     """Fit one molecule on a fresh local cluster and wait for the result."""
-    from bespoke_dask.executor import BespokeDaskExecutor
-
-    workflows = build_workflows(
-        smiles, file, workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer
-    )
+    factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer)
+    workflows = build_workflows(factory, smiles, file)
     if len(workflows) != 1:
         raise InputError(f"run fits one molecule, {len(workflows)} were given: use submit")
-    qc_config = BespokeWorkerConfig(n_cores=qc_compute_n_cores, max_memory=qc_compute_max_mem)
+    executor = _executor(
+        n_fragmenter_workers, n_qc_compute_workers, qc_compute_n_cores, qc_compute_max_mem,
+        n_optimizer_workers, directory=directory,
+    )
     with console.status("launching the bespoke executor"):
-        executor = BespokeDaskExecutor(
-            n_fragmenter_workers=n_fragmenter_workers,
-            n_qc_compute_workers=n_qc_compute_workers,
-            n_optimizer_workers=n_optimizer_workers,
-            qc_compute_worker_config=qc_config,
-            directory=directory,
-        ).start()
+        executor.start()
     try:
         console.print(f"dashboard: {executor.dashboard_link}")
-        workflow_id = executor.submit(workflows[0])
-        with Live(console=console, refresh_per_second=4) as live:
-            result = executor.wait_until_complete(
-                workflow_id, frequency=0.5, callback=lambda out: live.update(status_view(out))
-            )
+        result = _watch(executor, executor.submit(workflows[0]))
     finally:
         executor.stop()
-    report(result, output, output_force_field)
-    if result.status != "success":
-        raise typer.Exit(2)
+    _report(result, output, output_force_field)
 
 
-def report(result, output: Path | None, output_force_field: Path | None) -> None:
-    """Print the fit's quality and write the requested files."""
+@app.command()
+@user_errors
+def launch(
+    directory: Directory = Path(DEFAULT_DIRECTORY),
+    n_fragmenter_workers: NFragmenter = 1,
+    n_qc_compute_workers: NQC = 1,
+    qc_compute_n_cores: QCCores = 1,
+    qc_compute_max_mem: QCMemory = None,
+    n_optimizer_workers: NOptimizer = 1,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Scheduler port (0: any free one).")] = 0,
+    dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: any free one).")] = 0,
+):
+    """Start an executor in the foreground until Ctrl-C or SIGTERM; it resumes unfinished work."""
+    executor = _executor(
+        n_fragmenter_workers, n_qc_compute_workers, qc_compute_n_cores, qc_compute_max_mem,
+        n_optimizer_workers, directory=directory, host=host, port=port, dashboard_port=dashboard_port,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with console.status("launching the bespoke executor"):
+        executor.start()
+    try:
+        console.print(f"scheduler: {executor.scheduler_address}")
+        console.print(f"dashboard: {executor.dashboard_link}")
+        console.print(f"directory: {directory.resolve()}", highlight=False)
+        resumed = [output.id for output in executor.list() if output.status == "running"]
+        if resumed:
+            console.print(f"resuming workflows {', '.join(resumed)}")
+        stop.wait()
+    finally:
+        console.print("stopping the executor")
+        executor.stop()
+
+
+@app.command()
+@user_errors
+def submit(
+    smiles: Smiles = None,
+    file: MoleculeFile = None,
+    workflow: Workflow = "default",
+    workflow_file: WorkflowFile = None,
+    qc_spec: QCSpecOption = None,
+    target_torsion: TargetTorsion = None,
+    force_field: ForceFieldOption = None,
+    optimizer: OptimizerOption = None,
+    save_submission_info: Annotated[
+        bool, typer.Option(help="Write the ids to submission.json in the current directory.")
+    ] = False,
+    scheduler: Scheduler = None,
+    directory: Directory = Path(DEFAULT_DIRECTORY),
+):
+    """Submit molecules to a running executor; prints their ids."""
+    factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer)
+    workflows = build_workflows(factory, smiles, file)
+    executor = connect(scheduler, directory)
+    try:
+        ids = [executor.submit(w) for w in workflows]
+    finally:
+        executor.stop()
+    table = Table("id", "smiles")
+    for workflow_id, submitted in zip(ids, workflows):
+        table.add_row(workflow_id, submitted.smiles)
+    console.print(table)
+    if save_submission_info:
+        info = [{"id": i, "smiles": w.smiles} for i, w in zip(ids, workflows)]
+        Path("submission.json").write_text(json.dumps(info, indent=2))
+
+
+@app.command()
+@user_errors
+def watch(workflow_id: WorkflowId, scheduler: Scheduler = None, directory: Directory = Path(DEFAULT_DIRECTORY)):
+    """Show live progress of a workflow until it finishes."""
+    executor = connect(scheduler, directory)
+    try:
+        result = _watch(executor, workflow_id)
+    finally:
+        executor.stop()
+    _report(result, None, None)
+
+
+@app.command()
+@user_errors
+def retrieve(
+    workflow_id: WorkflowId,
+    output: Annotated[Optional[Path], typer.Option(help="Write the result JSON here.")] = None,
+    force_field: Annotated[
+        Optional[Path], typer.Option(help="Write the bespoke force field (OFFXML) here.")
+    ] = None,
+    scheduler: Scheduler = None,
+    directory: Directory = Path(DEFAULT_DIRECTORY),
+):
+    """Show a workflow's status and results, and write them to files."""
+    executor = connect(scheduler, directory)
+    try:
+        result = executor.retrieve(workflow_id)
+    finally:
+        executor.stop()
+    console.print(status_view(result))
+    _report(result, output, force_field, exit_on_failure=False)
+
+
+@app.command("list")
+@user_errors
+def list_(
+    status: Annotated[Optional[str], typer.Option(help="waiting, running, errored, success or cancelled.")] = None,
+    scheduler: Scheduler = None,
+    directory: Directory = Path(DEFAULT_DIRECTORY),
+):
+    """List the executor's workflows."""
+    executor = connect(scheduler, directory)
+    try:
+        outputs = executor.list(status)
+    finally:
+        executor.stop()
+    table = Table("id", "status", "smiles")
+    for output in outputs:
+        table.add_row(output.id, output.status, output.smiles)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def cancel(workflow_id: WorkflowId, scheduler: Scheduler = None, directory: Directory = Path(DEFAULT_DIRECTORY)):
+    """Cancel a workflow: its tasks are stopped and its workers freed."""
+    executor = connect(scheduler, directory)
+    try:
+        result = executor.cancel(workflow_id)
+    finally:
+        executor.stop()
+    console.print(f"workflow {workflow_id}: {result.status}")
+
+
+def _watch(executor: BespokeDaskExecutor, workflow_id: str) -> BespokeExecutorOutput:
+    with Live(console=console, refresh_per_second=4) as live:
+        return executor.wait_until_complete(
+            workflow_id, frequency=0.5, callback=lambda output: live.update(status_view(output))
+        )
+
+
+def _report(result: BespokeExecutorOutput, output, output_force_field, exit_on_failure=True) -> None:
+    """Print the fit's quality, write the requested files, exit 2 on a failed workflow."""
     if result.results is not None:
         if result.results.message:
             console.print(result.results.message)
@@ -165,3 +252,5 @@ def report(result, output: Path | None, output_force_field: Path | None) -> None
     if output_force_field is not None and result.refit_force_field is not None:
         output_force_field.write_text(result.refit_force_field)
         console.print(f"bespoke force field written to {output_force_field}")
+    if exit_on_failure and result.status != "success":
+        raise typer.Exit(2)

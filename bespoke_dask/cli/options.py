@@ -1,0 +1,106 @@
+"""Options shared by several commands, and the conversion of user errors into exit code 2."""
+
+import functools
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from bespoke_dask.errors import InputError
+from bespoke_dask.executor import ExecutorNotFound
+from bespoke_dask.schema import BespokeWorkflow, ForceBalanceSettings, LeastSquaresSettings, QCSpec
+from bespoke_dask.service import DirectoryBusy
+from bespoke_dask.workflows import BespokeWorkflowFactory
+
+console = Console()
+errors = Console(stderr=True)
+
+USER_ERRORS = (InputError, KeyError, FileNotFoundError, ExecutorNotFound, DirectoryBusy, ValidationError)
+OPTIMIZERS = {"forcebalance": ForceBalanceSettings, "lsq": LeastSquaresSettings}
+
+
+def user_errors(command):
+    """Report bad input as one line on stderr and exit 2, without a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as error:
+            message = error.args[0] if isinstance(error, KeyError) else error
+            errors.print(f"[red]Error:[/] {message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+Smiles = Annotated[Optional[list[str]], typer.Option("--smiles", help="SMILES of a molecule (repeat).")]
+MoleculeFile = Annotated[
+    Optional[list[Path]], typer.Option("--file", help="SDF/MOL file of molecules (repeat).")
+]
+Workflow = Annotated[str, typer.Option("--workflow", help="Named workflow: default or debug.")]
+WorkflowFile = Annotated[
+    Optional[Path], typer.Option("--workflow-file", help="JSON of a BespokeWorkflowFactory.")
+]
+QCSpecOption = Annotated[
+    Optional[tuple[str, str, str]],
+    typer.Option("--qc-spec", help="PROGRAM METHOD BASIS, e.g. xtb gfn2xtb none."),
+]
+TargetTorsion = Annotated[
+    Optional[list[str]], typer.Option("--target-torsion", help="SMARTS of bonds to fit (repeat).")
+]
+ForceFieldOption = Annotated[Optional[str], typer.Option("--force-field", help="Initial force field.")]
+OptimizerOption = Annotated[
+    Optional[str], typer.Option("--optimizer", help="Fitting backend: forcebalance or lsq.")
+]
+Scheduler = Annotated[
+    Optional[str],
+    typer.Option(
+        "--scheduler",
+        help="Scheduler address of a running executor (else BEFLOW_SCHEDULER_ADDRESS, else --directory).",
+    ),
+]
+Directory = Annotated[Path, typer.Option("--directory", help="The executor's directory.")]
+WorkflowId = Annotated[str, typer.Option("--id", help="Workflow id.")]
+
+
+def workflow_factory(
+    workflow: str,
+    workflow_file: Path | None,
+    qc_spec: tuple[str, str, str] | None,
+    target_torsion: list[str] | None,
+    force_field: str | None,
+    optimizer: str | None,
+) -> BespokeWorkflowFactory:
+    """The named or saved workflow settings with the command-line overrides applied."""
+    factory = (
+        BespokeWorkflowFactory.from_file(workflow_file)
+        if workflow_file
+        else BespokeWorkflowFactory.from_name(workflow)
+    )
+    overrides = {}
+    if qc_spec:
+        overrides["qc_spec"] = QCSpec(program=qc_spec[0], method=qc_spec[1], basis=qc_spec[2])
+    if target_torsion:
+        overrides["target_torsion_smirks"] = target_torsion
+    if force_field:
+        overrides["initial_force_field"] = force_field
+    if optimizer:
+        if optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown optimizer '{optimizer}': choose forcebalance or lsq")
+        overrides["optimizer"] = OPTIMIZERS[optimizer]()
+    return factory.model_copy(update=overrides)
+
+
+def build_workflows(
+    factory: BespokeWorkflowFactory, smiles: list[str] | None, files: list[Path] | None
+) -> list[BespokeWorkflow]:
+    """Checked workflows for every molecule given."""
+    if not smiles and not files:
+        raise InputError("give a molecule with --smiles or --file")
+    workflows = [factory.optimization_schema_from_smiles(s) for s in smiles or []]
+    for file in files or []:
+        workflows += factory.optimization_schemas_from_file(file)
+    return workflows
