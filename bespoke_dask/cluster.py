@@ -1,9 +1,8 @@
 """A local Dask cluster with one worker pool per stage, listening on loopback only."""
 
-import dask.config
 from distributed import Nanny, Scheduler, SpecCluster
 
-from bespoke_dask.config import BespokeWorkerConfig, Pool
+from bespoke_dask.config import BespokeWorkerConfig, Pool, pool_setting
 
 
 def local_cluster(
@@ -14,8 +13,8 @@ def local_cluster(
 ) -> SpecCluster:
     """Start a scheduler and `n` worker processes per pool, each offering its pool's resource.
 
-    A worker holds one unit of its pool's resource, so it runs one stage task at a time; its
-    thread count (`bespoke-dask.pools.<pool>.threads`) may leave room for light scan steps.
+    A worker offers `n-tasks` units of its pool's resource, so it runs that many stage tasks at
+    once; `threads` beyond those leave room for light scan steps (`bespoke-dask.pools.<pool>`).
     """
     scheduler = {
         "cls": Scheduler,
@@ -40,8 +39,8 @@ def worker_spec(pool: Pool, config: BespokeWorkerConfig, host: str) -> dict:
         "cls": Nanny,
         "options": {
             "host": host,
-            "nthreads": dask.config.get(f"bespoke-dask.pools.{pool}.threads"),
-            "resources": {pool: 1},
+            "nthreads": pool_setting(pool, "threads") + pool_setting(pool, "n-tasks") - 1,
+            "resources": {pool: pool_setting(pool, "n-tasks")},
             "memory_limit": f"{config.max_memory}GiB" if config.max_memory else "auto",
             "env": config.environment(pool),
             "dashboard_address": f"{host}:0",

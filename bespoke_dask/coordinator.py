@@ -192,8 +192,13 @@ class Coordinator:
         return await self._once(key, lambda: self._compute(stage, key, args))
 
     async def _compute(self, stage: Stage, key: str, args: tuple):
+        future = graph.submit(self.client, stage, *args)
         try:
-            result = await graph.submit(self.client, stage, *args)
+            result = await future
+        except asyncio.CancelledError:
+            if not self._closing:
+                await self._stop(future)
+            raise
         except Exception as error:
             if stage.cached:
                 self.store.put_failure(stage.name, key, describe(error))
@@ -201,6 +206,13 @@ class Coordinator:
         if stage.cached:
             self.store.put(stage.name, key, result)
         return result
+
+    async def _stop(self, future) -> None:
+        """Release a cancelled task and restart the worker running it: a thread cannot be stopped."""
+        workers = await self.client.run_on_scheduler(graph.workers_running, future.key)
+        await future.cancel()
+        if workers:
+            await self.client.restart_workers(workers)
 
     async def _once(self, key: str, start):
         """Share one run of `start()` among all concurrent callers with the same key.
@@ -244,3 +256,17 @@ def describe(error: BaseException) -> str:
         error = error.exceptions[0]
     message = str(error).strip().splitlines()
     return f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
+
+
+def seed_scans(directory: str | Path, scans: list[TorsionScanResult]) -> int:
+    """Put finished torsiondrives into an executor directory's store; returns how many were new.
+
+    A later workflow whose scan task equals one of them runs no QC for it.
+    """
+    store = Store(Path(directory) / "store")
+    new = 0
+    for scan in scans:
+        key = scan.task.content_hash()
+        new += store.get(SCANS, key, TorsionScanResult) is None
+        store.put(SCANS, key, scan)
+    return new

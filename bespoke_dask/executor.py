@@ -16,8 +16,9 @@ from distributed import Client
 
 from bespoke_dask import service
 from bespoke_dask.cluster import local_cluster
-from bespoke_dask.config import BespokeWorkerConfig, pool_size
+from bespoke_dask.config import BespokeWorkerConfig, pool_setting
 from bespoke_dask.schema import BespokeExecutorOutput, BespokeWorkflow, Status
+from bespoke_dask.settings import Settings
 
 FINISHED: tuple[Status, ...] = ("success", "errored", "cancelled")
 DEFAULT_DIRECTORY = "bespoke-executor"
@@ -57,15 +58,15 @@ class BespokeDaskExecutor:
         self.scheduler_address = scheduler_address
         self.pools = {
             "fragmenter": (
-                _given(n_fragmenter_workers, pool_size("fragmenter")),
+                _given(n_fragmenter_workers, pool_setting("fragmenter", "n-workers")),
                 fragmenter_worker_config or BespokeWorkerConfig.from_config("fragmenter"),
             ),
             "qc": (
-                _given(n_qc_compute_workers, pool_size("qc")),
+                _given(n_qc_compute_workers, pool_setting("qc", "n-workers")),
                 qc_compute_worker_config or BespokeWorkerConfig.from_config("qc"),
             ),
             "optimizer": (
-                _given(n_optimizer_workers, pool_size("optimizer")),
+                _given(n_optimizer_workers, pool_setting("optimizer", "n-workers")),
                 optimizer_worker_config or BespokeWorkerConfig.from_config("optimizer"),
             ),
         }
@@ -109,7 +110,7 @@ class BespokeDaskExecutor:
             self._host.stop()
         if self._cluster is not None:
             self._cluster.close()
-        if self._temporary and not os.environ.get("BEFLOW_KEEP_TMP_FILES"):
+        if self._temporary and not Settings().keep_tmp_files:
             shutil.rmtree(self.directory, ignore_errors=True)
         self._cluster = self._host = self._client = None
 
@@ -182,7 +183,7 @@ def connect(
     """
     address = (
         scheduler_address
-        or os.environ.get("BEFLOW_SCHEDULER_ADDRESS")
+        or Settings().scheduler_address
         or service.scheduler_address_from(directory or DEFAULT_DIRECTORY)
     )
     if address is None:

@@ -60,6 +60,12 @@ def submit(client: Client, stage: Stage, *args):
     )
 
 
+def workers_running(key: str, dask_scheduler=None) -> list[str]:
+    """Run on the scheduler: the address of the worker executing task `key`, if any."""
+    task = dask_scheduler.tasks.get(key)
+    return [task.processing_on.address] if task is not None and task.processing_on else []
+
+
 def _run(function: Callable, configured_pool: Pool | None, *args):
     """Runs on the worker: hand the pool's worker config to the stage when it takes one."""
     if configured_pool is None:

@@ -10,6 +10,7 @@ users need. The directory is locked while a coordinator holds it, and its
 import asyncio
 import fcntl
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -23,6 +24,16 @@ LOCK_FILE = "executor.lock"
 OPERATIONS = ("submit", "output", "outputs", "cancel")
 
 _hosted: dict[str, "CoordinatorHost"] = {}
+
+
+class _HideCalls(logging.Filter):
+    """Drop the scheduler's INFO line for every client call of ours (one per status poll)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.getMessage().startswith("Run out-of-band function") and "'call'" in record.getMessage())
+
+
+logging.getLogger("distributed.worker").addFilter(_HideCalls())
 
 
 class DirectoryBusy(RuntimeError):

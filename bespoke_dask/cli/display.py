@@ -64,3 +64,23 @@ def fit_table(result: FitResult) -> Table:
         )
     table.caption = f"{result.protocol}; fit took {result.wall_time:.1f} s"
     return table
+
+
+def parameter_table(result: FitResult) -> Table:
+    """The fitted torsion terms; k's the scans could not determine are marked (the prior held them)."""
+    table = Table(title="bespoke torsion parameters (k in kcal/mol)")
+    for column in ("SMIRKS", "n", "phase", "k", "±", "determined by the scans"):
+        table.add_column(column, overflow="fold")
+    for parameter in result.parameters:
+        uncertainty = parameter.k_uncertainty or [None] * len(parameter.k)
+        determined = parameter.k_determined or [None] * len(parameter.k)
+        for index, n in enumerate(parameter.periodicities):
+            table.add_row(
+                parameter.smirks if index == 0 else "",
+                str(n),
+                f"{parameter.phases[index]:.0f}",
+                f"{parameter.k[index]:.3f}",
+                "" if uncertainty[index] is None else f"{uncertainty[index]:.3f}",
+                {True: "yes", False: "[yellow]no: held by the prior[/]", None: ""}[determined[index]],
+            )
+    return table

@@ -10,7 +10,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from bespoke_dask.cli.display import fit_table, status_view
+from bespoke_dask.cli.display import fit_table, parameter_table, status_view
 from bespoke_dask.cli.options import (
     Directory,
     ForceFieldOption,
@@ -26,6 +26,7 @@ from bespoke_dask.cli.options import (
     build_workflows,
     console,
     errors,
+    quiet_dask_logs,
     user_errors,
     workflow_factory,
 )
@@ -82,6 +83,7 @@ def run(
     workflows = build_workflows(factory, smiles, file)
     if len(workflows) != 1:
         raise InputError(f"run fits one molecule, {len(workflows)} were given: use submit")
+    quiet_dask_logs()
     executor = _executor(
         n_fragmenter_workers, n_qc_compute_workers, qc_compute_n_cores, qc_compute_max_mem,
         n_optimizer_workers, directory=directory,
@@ -242,6 +244,8 @@ def _report(result: BespokeExecutorOutput, output, output_force_field, exit_on_f
     if result.results is not None:
         if result.results.message:
             console.print(result.results.message)
+        if result.results.parameters:
+            console.print(parameter_table(result.results))
         if result.results.metrics:
             console.print(fit_table(result.results))
     if result.error:

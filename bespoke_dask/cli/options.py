@@ -1,6 +1,8 @@
 """Options shared by several commands, and the conversion of user errors into exit code 2."""
 
 import functools
+import logging
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,6 +21,12 @@ errors = Console(stderr=True)
 
 USER_ERRORS = (InputError, KeyError, FileNotFoundError, ExecutorNotFound, DirectoryBusy, ValidationError)
 OPTIMIZERS = {"forcebalance": ForceBalanceSettings, "lsq": LeastSquaresSettings}
+
+
+def quiet_dask_logs() -> None:
+    """Only warnings from Dask, here and in the workers this process starts: progress is ours."""
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "warning"
+    logging.getLogger("distributed").setLevel(logging.WARNING)
 
 
 def user_errors(command):

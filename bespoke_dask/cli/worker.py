@@ -3,11 +3,11 @@
 import asyncio
 from typing import Annotated, Optional
 
-import dask.config
 import typer
 from distributed import Nanny
 
 from bespoke_dask.cli.options import console, user_errors
+from bespoke_dask.cluster import worker_spec
 from bespoke_dask.config import BespokeWorkerConfig
 from bespoke_dask.errors import InputError
 
@@ -30,19 +30,13 @@ def launch_worker(
         raise InputError(f"unknown worker type '{worker_type}': choose {', '.join(WORKER_TYPES)}")
     pool = WORKER_TYPES[worker_type]
     config = BespokeWorkerConfig(n_cores=n_cores, max_memory=max_mem)
-    threads = nthreads or dask.config.get(f"bespoke-dask.pools.{pool}.threads")
+    options = worker_spec(pool, config, host)["options"]
+    if nthreads:
+        options["nthreads"] = nthreads
     console.print(f"{worker_type} worker joining {scheduler}")
-    asyncio.run(_serve(scheduler, pool, config, host, threads))
+    asyncio.run(_serve(scheduler, options))
 
 
-async def _serve(scheduler: str, pool, config: BespokeWorkerConfig, host: str, nthreads: int) -> None:
-    async with Nanny(
-        scheduler,
-        host=host,
-        nthreads=nthreads,
-        resources={pool: 1},
-        env=config.environment(pool),
-        memory_limit=f"{config.max_memory}GiB" if config.max_memory else "auto",
-        dashboard_address=f"{host}:0",
-    ) as nanny:
+async def _serve(scheduler: str, options: dict) -> None:
+    async with Nanny(scheduler, **options) as nanny:
         await nanny.finished()

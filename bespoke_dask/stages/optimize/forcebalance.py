@@ -39,6 +39,7 @@ from bespoke_dask.schema import (
     TorsionProfileSettings,
     TorsionScanResult,
 )
+from bespoke_dask.settings import Settings
 from bespoke_dask.stages.optimize.profiles import charged_molecule
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def fit_forcebalance(
     """Fit the k's of `parameters` to the scans of `targets` and return them refitted.
 
     `force_field` is OFFXML text that already holds `parameters` at the end of <ProperTorsions>.
-    The work directory is kept when the environment sets BEFLOW_KEEP_TMP_FILES to true.
+    The work directory is kept when BEFLOW_KEEP_TMP_FILES or BEFLOW_OPTIMIZER_KEEP_FILES is true.
     """
     for parameter in parameters:
         if "/" in parameter.smirks or "\\" in parameter.smirks:  # P11: ForceBalance splits ids on "/"
@@ -95,7 +96,7 @@ def fit_forcebalance(
         )
         return fitted
     finally:
-        if os.environ.get("BEFLOW_KEEP_TMP_FILES", "").strip().lower() in ("1", "true", "yes", "on"):
+        if Settings().keep_tmp_files or Settings().optimizer_keep_files:
             logger.info("kept the ForceBalance work directory %s", directory)
         else:
             shutil.rmtree(directory, ignore_errors=True)
