@@ -91,7 +91,11 @@ class Coordinator:
         return None if record is None else record.output.model_copy(deep=True)
 
     def outputs(self) -> list[BespokeExecutorOutput]:
-        return [record.output.model_copy(deep=True) for record in self.records.values()]
+        """Every workflow's status, without results (a refit force field is large)."""
+        return [
+            record.output.model_copy(update={"results": None}, deep=True)
+            for record in self.records.values()
+        ]
 
     async def close(self) -> None:
         """Stop every driver without marking anything cancelled (a restart resumes them)."""

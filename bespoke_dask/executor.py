@@ -144,6 +144,7 @@ class BespokeDaskExecutor:
         return output
 
     def list(self, status: Status | None = None) -> list[BespokeExecutorOutput]:
+        """Status of every workflow (without results: `retrieve` one for those)."""
         return [output for output in self._call("outputs") if status in (None, output.status)]
 
     def cancel(self, workflow_id: str) -> BespokeExecutorOutput:

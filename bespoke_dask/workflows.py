@@ -10,20 +10,13 @@ from typing import TYPE_CHECKING, Literal
 
 from bespoke_dask.errors import InputError
 from bespoke_dask.schema import (
-    DEFAULT_FORCE_FIELD,
-    DEFAULT_TARGET_TORSION,
     BespokeWorkflow,
-    ConstrainedOptimizationSettings,
-    ForceBalanceSettings,
     LeastSquaresSettings,
     PfizerFragmentation,
     QCSpec,
-    SchemaModel,
     TorsionDriveSettings,
-    TorsionProfileSettings,
-    WBOFragmentation,
+    WorkflowSettings,
 )
-from bespoke_dask.schema.workflow import Fragmentation, Optimizer
 
 if TYPE_CHECKING:
     from openff.toolkit import Molecule
@@ -31,19 +24,8 @@ if TYPE_CHECKING:
 WorkflowName = Literal["default", "debug"]
 
 
-class BespokeWorkflowFactory(SchemaModel):
+class BespokeWorkflowFactory(WorkflowSettings):
     """The settings of a bespoke fit, applied to any number of molecules."""
-
-    initial_force_field: str = DEFAULT_FORCE_FIELD
-    target_torsion_smirks: list[str] = [DEFAULT_TARGET_TORSION]
-    fragmentation: Fragmentation = WBOFragmentation()
-    qc_spec: QCSpec = QCSpec()
-    torsiondrive: TorsionDriveSettings = TorsionDriveSettings()
-    optimization: ConstrainedOptimizationSettings = ConstrainedOptimizationSettings()
-    target: TorsionProfileSettings = TorsionProfileSettings()
-    optimizer: Optimizer = ForceBalanceSettings()
-    periodicities: list[int] = [1, 2, 3, 4]
-    prior_width: float = 6.0
 
     @classmethod
     def from_name(cls, name: WorkflowName) -> "BespokeWorkflowFactory":

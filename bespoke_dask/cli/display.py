@@ -1,6 +1,8 @@
 """Rich renderings of workflow status and fit results for the CLI."""
 
+from rdkit import Chem
 from rich.console import Group
+from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
@@ -20,6 +22,20 @@ _LABELS = {
 }
 
 
+def readable(smiles: str) -> str:
+    """A SMILES without atom maps and explicit hydrogens, for people (bond marks kept as `*`)."""
+    molecule = Chem.MolFromSmiles(smiles, sanitize=False)
+    if molecule is None:
+        return smiles
+    for atom in molecule.GetAtoms():
+        atom.SetAtomMapNum(0)
+    try:
+        Chem.SanitizeMol(molecule)
+        return Chem.MolToSmiles(Chem.RemoveHs(molecule))
+    except Exception:  # an odd SMILES is still worth showing as it is
+        return smiles
+
+
 def status_view(output: BespokeExecutorOutput) -> Group:
     """One line per stage, a progress bar per torsiondrive, and any error."""
     stages = Table.grid(padding=(0, 1))
@@ -31,14 +47,14 @@ def status_view(output: BespokeExecutorOutput) -> Group:
         for scan in stage.scans:
             stages.add_row(
                 "",
-                f"  {_ICONS[scan.status]} {scan.smiles}",
+                f"  {_ICONS[scan.status]} {escape(readable(scan.smiles))}",
                 ProgressBar(total=max(scan.grid_points, 1), completed=scan.grid_points_done, width=30),
                 f"{scan.grid_points_done}/{scan.grid_points} grid points, "
                 f"{scan.optimizations} optimizations",
             )
         if stage.error:
             stages.add_row("", f"[red]{stage.error}[/]")
-    return Group(f"[bold]workflow {output.id}[/] {output.smiles}", stages)
+    return Group(f"[bold]workflow {output.id}[/] {escape(readable(output.smiles))}", stages)
 
 
 def fit_table(result: FitResult) -> Table:
@@ -48,7 +64,7 @@ def fit_table(result: FitResult) -> Table:
         table.add_column(column, justify="left" if column == "torsion" else "right")
     for metric in result.metrics:
         table.add_row(
-            f"{metric.mapped_smiles} {metric.dihedral}",
+            f"{escape(readable(metric.mapped_smiles))} {metric.dihedral}",
             f"{metric.initial.rmse:.3f}",
             f"{metric.final.rmse:.3f}",
             f"{metric.initial.max_error:.3f}",
@@ -76,7 +92,7 @@ def parameter_table(result: FitResult) -> Table:
         determined = parameter.k_determined or [None] * len(parameter.k)
         for index, n in enumerate(parameter.periodicities):
             table.add_row(
-                parameter.smirks if index == 0 else "",
+                escape(parameter.smirks) if index == 0 else "",
                 str(n),
                 f"{parameter.phases[index]:.0f}",
                 f"{parameter.k[index]:.3f}",

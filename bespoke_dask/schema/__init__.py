@@ -39,6 +39,7 @@ from bespoke_dask.schema.workflow import (
     TorsionDriveSettings,
     TorsionProfileSettings,
     WBOFragmentation,
+    WorkflowSettings,
 )
 
 __all__ = [name for name in dir() if not name.startswith("_")]

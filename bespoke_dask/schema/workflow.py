@@ -117,11 +117,9 @@ Optimizer = Annotated[
 ]
 
 
-class BespokeWorkflow(SchemaModel):
-    """One molecule and every setting of its bespoke torsion fit."""
+class WorkflowSettings(SchemaModel):
+    """Every setting of a bespoke torsion fit, independent of the molecule."""
 
-    id: str | None = None
-    smiles: str = Field(description="mapped SMILES of the molecule, explicit hydrogens")
     initial_force_field: str = Field(
         DEFAULT_FORCE_FIELD, description="installed offxml name, or the offxml text itself"
     )
@@ -134,6 +132,13 @@ class BespokeWorkflow(SchemaModel):
     optimizer: Optimizer = ForceBalanceSettings()
     periodicities: list[int] = [1, 2, 3, 4]
     prior_width: float = Field(6.0, description="kcal/mol; Gaussian prior width of each k")
+
+
+class BespokeWorkflow(WorkflowSettings):
+    """One molecule and every setting of its bespoke torsion fit."""
+
+    id: str | None = None
+    smiles: str = Field(description="mapped SMILES of the molecule, explicit hydrogens")
 
 
 # BespokeFit's name for the same object.
