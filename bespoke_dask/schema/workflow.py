@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from bespoke_dask.schema.base import SchemaModel
 
@@ -26,6 +26,13 @@ class QCSpec(SchemaModel):
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
         return value.lower() if value else value
+
+    @model_validator(mode="after")
+    def _one_xtb_spelling(self) -> "QCSpec":
+        """`GFN2-xTB` (QCArchive) and `gfn2xtb` (BespokeFit) are one method: one store key."""
+        if self.program == "xtb" and self.method.startswith("gfn"):
+            self.method = self.method.replace("-", "")
+        return self
 
 
 class WBOFragmentation(SchemaModel):
@@ -109,6 +116,10 @@ class LeastSquaresSettings(SchemaModel):
     type: Literal["lsq"] = "lsq"
     max_iterations: int = 20
     tolerance: float = Field(1e-3, description="kcal/mol; stop when no k moves more")
+    objective_tolerance: float = Field(
+        1e-2, description="stop when a step lowers (or the linearised problem promises to lower) the objective by a smaller fraction"
+    )
+    max_step_halvings: int = Field(4, description="halvings of a Gauss-Newton step that raises the relaxed objective")
     restraint_k: float = Field(1000.0, description="kcal/mol/rad^2 on the driven dihedral")
 
 
