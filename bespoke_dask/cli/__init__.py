@@ -2,7 +2,8 @@
 
 import typer
 
-from bespoke_dask.cli import executor
+from bespoke_dask.cli import cache, executor
+from bespoke_dask.cli.combine import combine
 from bespoke_dask.cli.worker import launch_worker
 
 app = typer.Typer(
@@ -10,3 +11,5 @@ app = typer.Typer(
 )
 app.add_typer(executor.app, name="executor")
 app.command("launch-worker")(launch_worker)
+app.add_typer(cache.app, name="cache")
+app.command("combine")(combine)

@@ -7,10 +7,13 @@ so one parameter covers every torsion about the bond, in the parent and in its f
 Units: k in kcal/mol, phases in degrees. Atom indices are 0-based in the molecule's mapped SMILES.
 """
 
+import re
+
 from openff.toolkit import Molecule
 from openff.units import unit
 from rdkit import Chem
 
+from bespoke_dask.errors import InputError
 from bespoke_dask.schema import (
     BespokeTorsion,
     BespokeWorkflow,
@@ -276,3 +279,34 @@ def _read_terms(parameter) -> dict:
         "idivf": [float(idivf) for idivf in (parameter.idivf or [1.0] * len(parameter.k))],
     }
 
+
+def combine_force_fields(force_fields: list[str]) -> str:
+    """OFFXML text: the first force field without its bespoke torsions, then every bespoke torsion
+    (ids b1, b2, ...) of every input in order, renumbered b1, b2, ...; no cosmetic attributes.
+
+    Inputs are installed names, paths or OFFXML texts. A SMIRKS met again keeps its first terms.
+    """
+    if not force_fields:
+        raise InputError("no force fields to combine")
+    base = load_force_field(force_fields[0], allow_cosmetic_attributes=True)
+    handler = base.get_parameter_handler("ProperTorsions")
+    parameters = _bespoke_in(handler)
+    for parameter in parameters:
+        del handler.parameters[parameter.smirks]
+    for offxml in force_fields[1:]:
+        parameters += bespoke_parameters(offxml)
+    return build_force_field(base.to_string(discard_cosmetic_attributes=True), parameters)
+
+
+def bespoke_parameters(offxml: str) -> list[BespokeTorsion]:
+    """The bespoke torsions (ids b1, b2, ...) of a force field, in file order, without parent bonds."""
+    force_field = load_force_field(offxml, allow_cosmetic_attributes=True)
+    return _bespoke_in(force_field.get_parameter_handler("ProperTorsions"))
+
+
+def _bespoke_in(handler) -> list[BespokeTorsion]:
+    return [
+        BespokeTorsion(smirks=parameter.smirks, **_read_terms(parameter))
+        for parameter in handler.parameters
+        if re.fullmatch(r"b\d+", parameter.id or "")
+    ]
