@@ -12,3 +12,5 @@ if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
 
 # openff-utilities looks for conda to report provenance; pip installs have none.
 warnings.filterwarnings("ignore", message="No conda/mamba/micromamba executable found")
+# openff-fragmenter parses its own mapped SMILES with from_smiles and warns about it to itself.
+warnings.filterwarnings("ignore", message="Warning! Fully mapped SMILES pattern passed")
