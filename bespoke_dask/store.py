@@ -47,6 +47,15 @@ class Store:
     def keys(self, kind: str) -> list[str]:
         return sorted(path.stem for path in (self.root / kind).glob("*/*.json"))
 
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """(results, failures) per kind of stored work."""
+        counts = {}
+        for folder in sorted(path for path in self.root.glob("*") if path.is_dir()):
+            entries = [self._read(folder.name, key) for key in self.keys(folder.name)]
+            failures = sum("error" in entry for entry in entries if entry is not None)
+            counts[folder.name] = (len(entries) - failures, failures)
+        return counts
+
     def _read(self, kind: str, key: str) -> dict | None:
         try:
             return json.loads(self.path(kind, key).read_text())

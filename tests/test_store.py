@@ -39,3 +39,12 @@ def test_lists_of_models_round_trip(tmp_path):
     store = Store(tmp_path)
     store.put("many", "0001", [RESULT, RESULT])
     assert store.get("many", "0001", list[OptimizationResult]) == [RESULT, RESULT]
+
+
+def test_counts_tell_results_and_failures_per_kind(tmp_path):
+    store = Store(tmp_path)
+    store.put("qc", "aa01", RESULT)
+    store.put("qc", "aa02", RESULT)
+    store.put_failure("qc", "aa03", "QCError: boom")
+    store.put("scan", "bb01", RESULT)
+    assert store.counts() == {"qc": (2, 1), "scan": (1, 0)}

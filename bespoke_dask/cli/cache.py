@@ -1,4 +1,4 @@
-"""`bespoke-dask cache update`: seed an executor's store with finished torsiondrives (offline).
+"""`bespoke-dask cache`: what an executor's store holds, and seeding it with finished torsiondrives.
 
 A later workflow whose scan matches a seeded one (same molecule and bond, QC spec and grid, and
 the workflow's conformer count, energy thresholds and geomeTRIC settings) runs no QC for it.
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from bespoke_dask.cli.options import (
     Directory,
@@ -25,6 +26,7 @@ from bespoke_dask.cli.options import (
 )
 from bespoke_dask.coordinator import seed_scans
 from bespoke_dask.executor import DEFAULT_DIRECTORY
+from bespoke_dask.store import Store
 from bespoke_dask.stages.qcarchive import (
     SkippedTorsionDrive,
     read_torsiondrives,
@@ -63,3 +65,27 @@ def update(
         highlight=False,
         soft_wrap=True,
     )
+
+
+KINDS = {
+    "fragment": "fragmentations",
+    "targets": "bespoke parameter sets",
+    "scan-start": "torsiondrive starts (conformers)",
+    "qc": "constrained optimizations",
+    "scan": "torsiondrives",
+    "optimize": "fits",
+    "workflows": "workflows",
+}
+
+
+@app.command()
+@user_errors
+def info(directory: Directory = Path(DEFAULT_DIRECTORY)):
+    """Count the finished (and failed) work in the store: every entry ran exactly once."""
+    store = Store(directory / "store")
+    if not store.root.is_dir():
+        raise FileNotFoundError(f"no store in {directory}")
+    table = Table("stored", "results", "failures", title=f"store of {directory}")
+    for kind, (results, failures) in store.counts().items():
+        table.add_row(KINDS.get(kind, kind), str(results), str(failures))
+    console.print(table)

@@ -5,6 +5,7 @@ Everything waits on state (files, statuses), never on sleeps that hope for timin
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,6 +114,8 @@ def test_submit_watch_retrieve_list_from_other_processes(workdir):
         assert listing.count("success") == 2
         # Both molecules' fragments are the same two acetanilide scans: each ran once.
         assert len(list((directory / "store" / "scan").glob("*/*.json"))) == 2
+        info = cli("cache", "info", "--directory", str(directory)).stdout
+        assert re.search(r"│ torsiondrives\s+│ 2\s+│ 0\s+│", info), info
         # Resubmitting an identical workflow returns the finished one at once.
         assert submit(directory, PARACETAMOL) == ["1"]
         # A second executor cannot take the same directory.
