@@ -18,8 +18,11 @@ Status = Literal["waiting", "running", "errored", "success", "cancelled"]
 StageType = Literal["fragmentation", "qc-generation", "optimization"]
 
 PROFILE_PROTOCOL = (
-    "MM energies of torsion-restrained relaxations started from the QC geometries; "
-    "MM and QC profiles aligned at the QC minimum"
+    "MM profile: restrained minima with only the driven dihedral held at each grid angle, each the lowest "
+    "of a start from the point's QC geometry and starts from its grid neighbours' minima turned to its angle "
+    "(repeated while any point improves); MM and QC profiles aligned at the scan's QC minimum; "
+    "rmse and max_error over the grid points within energy_cutoff (default 10 kcal/mol, the fit's window) "
+    "of the QC minimum, rmse_all and max_error_all over every grid point"
 )
 
 
@@ -55,10 +58,18 @@ class FitTarget(SchemaModel):
 
 
 class ProfileError(SchemaModel):
-    """How far an MM torsion profile is from the QC one (kcal/mol)."""
+    """How far an MM torsion profile is from the QC one (kcal/mol), see `PROFILE_PROTOCOL`.
 
-    rmse: float
-    max_error: float
+    `rmse` and `max_error` are over the grid points inside the fitting window (QC energy at most
+    the workflow's `energy_cutoff` above the QC minimum); the `_all` fields over every grid point.
+    """
+
+    rmse: float = Field(description="kcal/mol, grid points inside the fitting window")
+    max_error: float = Field(description="kcal/mol, grid points inside the fitting window")
+    n_points: int | None = Field(None, description="grid points inside the fitting window")
+    rmse_all: float | None = Field(None, description="kcal/mol, every grid point")
+    max_error_all: float | None = Field(None, description="kcal/mol, every grid point")
+    n_points_all: int | None = Field(None, description="grid points")
 
 
 class TorsionMetrics(SchemaModel):
@@ -78,8 +89,13 @@ class FitResult(SchemaModel):
     parameters: list[BespokeTorsion]
     force_field: str = Field(description="the refit force field as OFFXML, no cosmetic attributes")
     metrics: list[TorsionMetrics] = []
-    initial: ProfileError | None = None
-    final: ProfileError | None = None
+    base: ProfileError | None = Field(
+        None, description="the workflow's initial force field as it is (e.g. Sage), without the bespoke SMIRKS"
+    )
+    initial: ProfileError | None = Field(
+        None, description="the base plus the bespoke SMIRKS at their starting k's: where the fit starts"
+    )
+    final: ProfileError | None = Field(None, description="the refit force field")
     protocol: str = PROFILE_PROTOCOL
     wall_time: float = 0.0
     message: str | None = Field(None, description="e.g. 'nothing to fit'")

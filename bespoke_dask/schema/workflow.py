@@ -117,9 +117,9 @@ class LeastSquaresSettings(SchemaModel):
     max_iterations: int = 20
     tolerance: float = Field(1e-3, description="kcal/mol; stop when no k moves more")
     objective_tolerance: float = Field(
-        1e-2, description="stop when a step lowers (or the linearised problem promises to lower) the objective by a smaller fraction"
+        1e-2, description="relative; stop when a step lowers, or the linearised problem promises, less"
     )
-    max_step_halvings: int = Field(4, description="halvings of a Gauss-Newton step that raises the relaxed objective")
+    max_step_halvings: int = Field(4, description="halvings of a step that raises the relaxed objective")
     restraint_k: float = Field(1000.0, description="kcal/mol/rad^2 on the driven dihedral")
 
 

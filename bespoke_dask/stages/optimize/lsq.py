@@ -9,11 +9,13 @@ scan) plus its L2 prior, research/forcebalance.md §4 and §8:
 
     sum_scans sum_i w_i / denom^2 (dMM_i - dQC_i)^2  +  PRIOR_WEIGHT sum_j ((k_j - k0_j) / prior_width)^2
 
-with d. = energy relative to the scan's QC-minimum grid point. MM energies are torsion-restrained
-relaxations from the QC geometries (profiles.py); the fit relaxes under the current k's,
-solves the linear problem at those geometries, and repeats until self-consistent. Because
-dE_relaxed/dk = F(x_relaxed) (the geometry is a minimum), the fixed point is a stationary
-point of the objective on relaxed energies, i.e. the iteration is Gauss-Newton.
+with d. = energy relative to the scan's QC-minimum grid point. MM energies are the restrained
+minima of profiles.py (`ScanModel.relax`, the same protocol as the metrics). The fit is damped
+Gauss-Newton: relax under the current k's, solve the problem linearised at those geometries
+(dE_relaxed/dk = F(x_relaxed) at a minimum, so its gradient is exact), and move towards that
+solution, halving the step until the re-relaxed objective goes down. The relaxed energies are
+only piecewise smooth in k (a relaxation can change basin), so undamped iteration can cycle;
+with the line search the objective never rises and the last k's are the best seen.
 
 Every k is bounded to |k| <= K_LIMIT so that a weakly determined term can never run away.
 """
@@ -106,26 +108,64 @@ def fit_lsq(
     force_field = load_force_field(force_field)
     scans = [_Scan(force_field, fit_target, parameters, settings, target) for fit_target in targets]
     k0 = np.array([k for parameter in parameters for k in parameter.k], dtype=float)
-    k, rows = _self_consistent(scans, k0, settings, prior_width)
+    k, rows = _damped_gauss_newton(scans, k0, settings, prior_width)
     std, determined = _posterior(rows, k, prior_width)
     return _with_k(parameters, k, std, determined)
 
 
-def _self_consistent(scans, k0, settings, prior_width) -> tuple[np.ndarray, list[_Rows]]:
-    """Relax, solve, repeat until no k moves more than the tolerance; the k's and their last rows."""
+def _damped_gauss_newton(scans, k0, settings, prior_width) -> tuple[np.ndarray, list[_Rows]]:
+    """Damped Gauss-Newton on the relaxed objective: the k's and their rows (at those k's).
+
+    Each iteration solves the problem linearised at the current relaxed geometries and moves
+    towards its solution, halving the step until the re-relaxed objective goes down: no step
+    that raises the true objective is ever taken, so the last k's are the best seen. Stops when
+    the linearised problem promises less than `objective_tolerance` (relative), when an
+    accepted step lowers the objective by less than that or moves no k by more than
+    `tolerance`, or when no step along the Gauss-Newton direction lowers the objective (a
+    local minimum, to the resolution of the relaxations).
+    """
     k = np.clip(k0, -K_LIMIT, K_LIMIT)
-    history = []
+    rows = [scan.rows(k) for scan in scans]
+    objective = _objective(rows, k, k0, prior_width)
+    relaxations, fraction = 1, 1.0
     for iteration in range(1, max(settings.max_iterations, 1) + 1):
-        rows = [scan.rows(k) for scan in scans]
-        history.append((_objective(rows, k, k0, prior_width), k, rows))
-        k_new = _solve(rows, k0, prior_width)
-        step = float(np.max(np.abs(k_new - k)))
-        logger.debug("lsq iteration %d: objective %.6g, max |dk| %.3g", iteration, history[-1][0], step)
-        if step <= settings.tolerance:
-            return k_new, rows
-        k = k_new
-    logger.warning("lsq did not converge in %d iterations; keeping the best k's seen", settings.max_iterations)
-    _, k, rows = min(history, key=lambda entry: entry[0])
+        target = _solve(rows, k0, prior_width)
+        step, size = target - k, float(np.max(np.abs(target - k)))
+        promised = objective - _objective(rows, target, k0, prior_width)
+        logger.debug(
+            "lsq iteration %d: objective %.6g; the linearised problem promises %.3g with max |dk| %.3g",
+            iteration, objective, promised, size,
+        )
+        if size <= settings.tolerance or promised <= settings.objective_tolerance * objective:
+            return _done(k, rows, objective, iteration, relaxations, "converged")
+        fraction = min(1.0, 2.0 * fraction)  # start where the last line search ended, one doubling up
+        for _ in range(settings.max_step_halvings + 1):
+            trial = k + fraction * step
+            trial_rows = [scan.rows(trial) for scan in scans]
+            relaxations += 1
+            trial_objective = _objective(trial_rows, trial, k0, prior_width)
+            logger.debug("lsq   %.4g of the step: objective %.6g", fraction, trial_objective)
+            if trial_objective < objective or fraction * size <= settings.tolerance:
+                break
+            fraction /= 2.0
+        if trial_objective >= objective:
+            reason = "stopped: no lower objective along the Gauss-Newton step"
+            return _done(k, rows, objective, iteration, relaxations, reason)
+        decrease = objective - trial_objective
+        k, rows, objective = trial, trial_rows, trial_objective
+        if fraction * size <= settings.tolerance or decrease <= settings.objective_tolerance * (objective + decrease):
+            return _done(k, rows, objective, iteration, relaxations, "converged")
+    logger.warning(
+        "lsq did not converge in %d iterations (objective %.4g); keeping the last k's, the lowest-objective ones",
+        settings.max_iterations, objective,
+    )
+    return k, rows
+
+
+def _done(k, rows, objective, iterations, relaxations, reason) -> tuple[np.ndarray, list[_Rows]]:
+    logger.info(
+        "lsq %s after %d iterations (%d relaxations): objective %.4g", reason, iterations, relaxations, objective
+    )
     return k, rows
 
 

@@ -1,9 +1,17 @@
 """MM torsion profiles of QC scans, and how far they are from the QC ones.
 
-The protocol (`PROFILE_PROTOCOL`, research/forcebalance.md §6 "td_relax"): every grid point
-starts from its QC geometry, only the driven dihedral is held at its grid angle by a stiff
-harmonic restraint, everything else is minimised with OpenMM, and the MM energy is reported
-without the restraint. This is what an MM torsion drive, and so MD, sees.
+The protocol (`PROFILE_PROTOCOL`, research/forcebalance.md §6 "td_relax"): only the driven
+dihedral is held at its grid angle by a stiff harmonic restraint, everything else is minimised
+with OpenMM, and the MM energy is reported without the restraint. Each grid point is minimised
+from its QC geometry and, as torsiondrive does, from its grid neighbours' minima turned rigidly
+to its angle; the lowest minimum counts, and the neighbour starts are repeated while any point
+improves. This is what an MM torsion drive, and so MD, sees. QC starts alone are not enough:
+a fit can then put a deep MM minimum where no QC start reaches it (acetanilide: 12 kcal/mol
+below the reported profile, tests/stages/optimize/test_real_scan.py). Everything is
+deterministic: the starts are the QC geometries and what they lead to, never earlier fits.
+
+Errors are reported over the fitting window (grid points at most `energy_cutoff` above the QC
+minimum, as the TorsionProfile weights) and over every grid point, see `torsion_metrics`.
 
 Units: schema geometries are flat bohr and schema energies hartree; everything this module
 returns is in kcal/mol, geometries in bohr as (n_points, n_atoms, 3) arrays.
@@ -15,6 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import networkx
 import numpy as np
 import openmm
 import qcelemental
@@ -28,6 +37,7 @@ from bespoke_dask.schema import (
     LeastSquaresSettings,
     ProfileError,
     TorsionMetrics,
+    TorsionProfileSettings,
     TorsionScanResult,
 )
 from bespoke_dask.stages.molecule import load_force_field as read_force_field
@@ -36,8 +46,13 @@ HARTREE_TO_KCAL = qcelemental.constants.hartree2kcalmol
 BOHR_TO_NM = qcelemental.constants.bohr2angstroms / 10.0
 KJ_PER_KCAL = 4.184
 DEFAULT_RESTRAINT_K = LeastSquaresSettings.model_fields["restraint_k"].default  # kcal/mol/rad^2
+DEFAULT_ENERGY_CUTOFF = TorsionProfileSettings.model_fields["energy_cutoff"].default  # kcal/mol
 MINIMIZER_TOLERANCE = 0.01  # kJ/mol/nm, RMS force at which OpenMM's minimiser stops
 MAX_GRID_DEVIATION = 10.0  # degrees; a QC geometry further from its grid angle is an error
+MAX_SWEEPS = 10  # neighbour-start sweeps per relaxed scan; each only revisits points next to an improved one
+SWEEP_TOLERANCE = 1e-3  # kcal/mol; a neighbour start must lower a point's restrained minimum by more
+SCREEN_TOLERANCE = 1.0  # kJ/mol/nm; neighbour starts are first minimised this loosely...
+SCREEN_SLACK = 5e-4  # kcal/mol; ...and polished when that close to an improvement (loose minima: 99% < 2e-4 high)
 
 _BASE_GROUP, _SPLIT_GROUP, _RESTRAINT_GROUP = 0, 1, 2
 
@@ -102,6 +117,14 @@ class SplitTerm:
 
 
 @dataclass(frozen=True)
+class _Minimum:
+    geometry: np.ndarray  # (n_atoms, 3), bohr
+    energy: float  # kcal/mol, without the restraint
+    base_energy: float  # kcal/mol, without the restraint and the split terms
+    objective: float  # kcal/mol, with the restraint: what the minimiser lowered
+
+
+@dataclass(frozen=True)
 class RelaxedScan:
     """Torsion-restrained MM relaxations of every grid point of one scan."""
 
@@ -127,6 +150,7 @@ class ScanModel:
         force_field = load_force_field(force_field)
         molecule = charged_molecule(scan.mapped_smiles)
         self.scan = scan
+        self._moving = _moving_atoms(molecule, scan.dihedral)
         self.terms = _split_terms(force_field, molecule, split)
         base = _without_parameters(force_field, [parameter.smirks for parameter in split])
         system = base.create_openmm_system(molecule.to_topology(), charge_from_molecules=[molecule])
@@ -153,18 +177,53 @@ class ScanModel:
             self._split_force.updateParametersInContext(self.context)
 
     def relax(self) -> RelaxedScan:
-        """Minimise every grid point from its QC geometry with the driven dihedral restrained."""
-        geometries, energies, base = [], [], []
-        for point, start in zip(self.scan.grid, qc_geometries(self.scan)):
-            self.context.setParameter("bespoke_dask_theta0", math.radians(point.angle))
-            self.context.setPositions(start * BOHR_TO_NM)
-            openmm.LocalEnergyMinimizer.minimize(self.context, MINIMIZER_TOLERANCE, 0)
-            state = self.context.getState(getPositions=True)
-            positions = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
-            geometries.append(positions / BOHR_TO_NM)
-            base.append(self._energy({_BASE_GROUP}))
-            energies.append(base[-1] + self._energy({_SPLIT_GROUP}))
-        return RelaxedScan(np.array(geometries), np.array(energies), np.array(base))
+        """Restrained minima of every grid point: the lowest of a start from its QC geometry and
+        starts from its grid neighbours' minima rotated to its angle (see the module docstring)."""
+        angles = [point.angle for point in self.scan.grid]
+        minima = [self._minimise(angle, start) for angle, start in zip(angles, qc_geometries(self.scan))]
+        neighbours = _grid_neighbours(angles)
+        changed = list(range(len(angles)))
+        for _ in range(MAX_SWEEPS):
+            improved = set()
+            for source in changed:
+                for target in neighbours[source]:
+                    trial = self._neighbour_start(minima[source].geometry, angles[target], minima[target].objective)
+                    if trial is not None and trial.objective < minima[target].objective - SWEEP_TOLERANCE:
+                        minima[target] = trial
+                        improved.add(target)
+            changed = sorted(improved)
+            if not changed:
+                break
+        return RelaxedScan(
+            np.array([m.geometry for m in minima]),
+            np.array([m.energy for m in minima]),
+            np.array([m.base_energy for m in minima]),
+        )
+
+    def _neighbour_start(self, geometry: np.ndarray, angle: float, current: float) -> "_Minimum | None":
+        """The minimum from a neighbour's `geometry` turned to `angle`, if it may beat `current`
+        (kcal/mol): screened with a loose minimiser tolerance, polished only if it may."""
+        screened = self._minimise(angle, self._rotated(geometry, angle), SCREEN_TOLERANCE)
+        if screened.objective >= current - SWEEP_TOLERANCE + SCREEN_SLACK:
+            return None
+        return self._minimise(angle, screened.geometry)
+
+    def _minimise(self, angle: float, start: np.ndarray, tolerance: float = MINIMIZER_TOLERANCE) -> "_Minimum":
+        self.context.setParameter("bespoke_dask_theta0", math.radians(angle))
+        self.context.setPositions(start * BOHR_TO_NM)
+        openmm.LocalEnergyMinimizer.minimize(self.context, tolerance, 0)
+        state = self.context.getState(getPositions=True)
+        positions = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+        base = self._energy({_BASE_GROUP})
+        energy = base + self._energy({_SPLIT_GROUP})
+        return _Minimum(positions / BOHR_TO_NM, energy, base, energy + self._energy({_RESTRAINT_GROUP}))
+
+    def _rotated(self, geometry: np.ndarray, angle: float) -> np.ndarray:
+        """`geometry` with the atoms on the third atom's side of the driven bond turned rigidly
+        about that bond so that the driven dihedral is at `angle` (degrees)."""
+        _, b, c, _ = self.scan.dihedral
+        current = dihedrals(geometry[None], [self.scan.dihedral])[0, 0]
+        return _rotate(geometry, b, c, self._moving, math.radians(angle) - current)
 
     def features(self, geometries: np.ndarray) -> np.ndarray:
         """dE/dk of the split terms at (n, n_atoms, 3) geometries (bohr): (n, n_terms), dimensionless."""
@@ -182,6 +241,39 @@ def _term_feature(term: SplitTerm, geometries: np.ndarray) -> np.ndarray:
         return np.zeros(len(geometries))
     phi = dihedrals(geometries, term.torsions)
     return ((1.0 + np.cos(term.periodicity * phi - term.phase)) / term.idivf).sum(axis=1)
+
+
+def _grid_neighbours(angles: Sequence[float]) -> list[list[int]]:
+    """For each grid point, the points one grid step away (periodic over 360 degrees)."""
+    if len(angles) < 2:
+        return [[] for _ in angles]
+    wrapped = np.asarray(angles, dtype=float) % 360.0
+    gaps = np.abs((wrapped[:, None] - wrapped[None, :] + 180.0) % 360.0 - 180.0)
+    step = gaps[gaps > 1e-6].min()
+    return [[j for j in range(len(angles)) if j != i and gaps[i, j] <= step + 1e-6] for i in range(len(angles))]
+
+
+def _moving_atoms(molecule: Molecule, dihedral: Torsion) -> np.ndarray:
+    """The atoms on the third atom's side of the driven bond (empty if the bond is in a ring)."""
+    graph = molecule.to_networkx()
+    _, b, c, _ = dihedral
+    graph.remove_edge(b, c)
+    side = networkx.node_connected_component(graph, c)
+    return np.array([] if b in side else sorted(side), dtype=int)
+
+
+def _rotate(geometry: np.ndarray, b: int, c: int, atoms: np.ndarray, theta: float) -> np.ndarray:
+    """`geometry` with `atoms` turned by `theta` (radians) about the axis from atom b to atom c."""
+    if not len(atoms):
+        return geometry
+    axis = geometry[c] - geometry[b]
+    axis /= np.linalg.norm(axis)
+    cos, sin = math.cos(theta), math.sin(theta)
+    cross = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    rotation = cos * np.eye(3) + sin * cross + (1.0 - cos) * np.outer(axis, axis)
+    rotated = geometry.copy()
+    rotated[atoms] = (geometry[atoms] - geometry[c]) @ rotation.T + geometry[c]
+    return rotated
 
 
 def check_grid_angles(scan: TorsionScanResult) -> None:
@@ -254,9 +346,13 @@ def relaxed_profile(
     return ScanModel(force_field, scan, restraint_k).relax()
 
 
-def profile_error(qc_kcal: Sequence[float], mm_kcal: Sequence[float]) -> ProfileError:
-    """RMSE and max |error| (kcal/mol) of an MM profile, both profiles aligned at the QC minimum."""
-    return _error(_aligned_errors(np.asarray(qc_kcal, dtype=float), np.asarray(mm_kcal, dtype=float)))
+def profile_error(
+    qc_kcal: Sequence[float], mm_kcal: Sequence[float], energy_cutoff: float = DEFAULT_ENERGY_CUTOFF
+) -> ProfileError:
+    """RMSE and max |error| (kcal/mol) of an MM profile, both profiles aligned at the QC minimum:
+    over the grid points within `energy_cutoff` (kcal/mol) of the QC minimum, and over all."""
+    qc = np.asarray(qc_kcal, dtype=float)
+    return _error(_aligned_errors(qc, np.asarray(mm_kcal, dtype=float)), _in_window(qc, energy_cutoff))
 
 
 def _aligned_errors(qc: np.ndarray, mm: np.ndarray) -> np.ndarray:
@@ -266,19 +362,30 @@ def _aligned_errors(qc: np.ndarray, mm: np.ndarray) -> np.ndarray:
     return (mm - mm[reference]) - (qc - qc[reference])
 
 
-def torsion_metrics(
-    initial_ff: str, final_ff: str, targets: list[FitTarget], restraint_k: float = DEFAULT_RESTRAINT_K
-) -> tuple[list[TorsionMetrics], ProfileError, ProfileError]:
-    """Per-scan initial and final profile errors, and both pooled over every grid point of every scan.
+def _in_window(qc: np.ndarray, energy_cutoff: float) -> np.ndarray:
+    """Grid points the fit weights: QC energy at most `energy_cutoff` above the QC minimum."""
+    return qc - np.min(qc) <= energy_cutoff
 
-    The molecule-level RMSE is over all grid points of all targets (each aligned at its own QC
-    minimum); its max error is the largest of any point.
+
+def torsion_metrics(
+    initial_ff: str,
+    final_ff: str,
+    targets: list[FitTarget],
+    restraint_k: float = DEFAULT_RESTRAINT_K,
+    energy_cutoff: float = DEFAULT_ENERGY_CUTOFF,
+) -> tuple[list[TorsionMetrics], ProfileError, ProfileError]:
+    """Per-scan initial and final profile errors, and both pooled over the grid points of every scan.
+
+    `rmse`/`max_error` are over the points within `energy_cutoff` (kcal/mol) of their scan's QC
+    minimum (the fit's window, TorsionProfileSettings), `rmse_all`/`max_error_all` over every
+    point; each scan is aligned at its own QC minimum. See `PROFILE_PROTOCOL`.
     """
     if not targets:
         raise ValueError("no targets to evaluate")
     initial, final = load_force_field(initial_ff), load_force_field(final_ff)
-    metrics, initial_errors, final_errors = [], [], []
+    metrics, initial_errors, final_errors, windows = [], [], [], []
     for target in targets:
+        windows.append(_in_window(qc_energies(target.scan), energy_cutoff))
         initial_errors.append(_scan_errors(initial, target.scan, restraint_k))
         final_errors.append(_scan_errors(final, target.scan, restraint_k))
         metrics.append(
@@ -286,11 +393,27 @@ def torsion_metrics(
                 smirks=target.smirks,
                 mapped_smiles=target.scan.mapped_smiles,
                 dihedral=target.scan.dihedral,
-                initial=_error(initial_errors[-1]),
-                final=_error(final_errors[-1]),
+                initial=_error(initial_errors[-1], windows[-1]),
+                final=_error(final_errors[-1], windows[-1]),
             )
         )
-    return metrics, _error(np.concatenate(initial_errors)), _error(np.concatenate(final_errors))
+    window = np.concatenate(windows)
+    return metrics, _error(np.concatenate(initial_errors), window), _error(np.concatenate(final_errors), window)
+
+
+def pooled_error(
+    force_field: str,
+    targets: list[FitTarget],
+    restraint_k: float = DEFAULT_RESTRAINT_K,
+    energy_cutoff: float = DEFAULT_ENERGY_CUTOFF,
+) -> ProfileError:
+    """The profile error of one force field pooled over the grid points of every target, as `torsion_metrics`."""
+    if not targets:
+        raise ValueError("no targets to evaluate")
+    force_field = load_force_field(force_field)
+    errors = [_scan_errors(force_field, target.scan, restraint_k) for target in targets]
+    windows = [_in_window(qc_energies(target.scan), energy_cutoff) for target in targets]
+    return _error(np.concatenate(errors), np.concatenate(windows))
 
 
 def _scan_errors(force_field: ForceField, scan: TorsionScanResult, restraint_k: float) -> np.ndarray:
@@ -298,5 +421,13 @@ def _scan_errors(force_field: ForceField, scan: TorsionScanResult, restraint_k: 
     return _aligned_errors(qc_energies(scan), relaxed_profile(force_field, scan, restraint_k).energies)
 
 
-def _error(errors: np.ndarray) -> ProfileError:
-    return ProfileError(rmse=float(np.sqrt(np.mean(errors**2))), max_error=float(np.max(np.abs(errors))))
+def _error(errors: np.ndarray, window: np.ndarray) -> ProfileError:
+    inside = errors[window]
+    return ProfileError(
+        rmse=float(np.sqrt(np.mean(inside**2))),
+        max_error=float(np.max(np.abs(inside))),
+        n_points=int(inside.size),
+        rmse_all=float(np.sqrt(np.mean(errors**2))),
+        max_error_all=float(np.max(np.abs(errors))),
+        n_points_all=int(errors.size),
+    )

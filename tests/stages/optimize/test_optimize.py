@@ -33,6 +33,10 @@ def test_lsq_fit_of_two_torsions(smirks_module, propanol_targets):
     assert all(p.k_determined == [True, True, True] for p in result.parameters)
     assert [m.smirks for m in result.metrics] == [CCCO.smirks, CCOH.smirks]
     assert result.final.rmse < 0.1 < result.initial.rmse  # kcal/mol
+    assert result.base.rmse > 0.1  # plain Sage: these scans were made with other k's
+    for error in (result.base, result.initial, result.final):
+        assert error.n_points == error.n_points_all == 24  # propanol's profiles stay below 10 kcal/mol
+        assert error.rmse == pytest.approx(error.rmse_all)
     for metric in result.metrics:
         assert metric.final.rmse < metric.initial.rmse
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from synthetic_scans import (
     CCCO,
+    CCCO_DIHEDRAL,
     CCOH,
     PHENOL,
     PHENOL_TORSION,
@@ -18,6 +19,9 @@ from synthetic_scans import (
 from bespoke_dask.schema import FitTarget
 from bespoke_dask.stages.optimize.profiles import (
     ScanModel,
+    _grid_neighbours,
+    _moving_atoms,
+    _rotate,
     check_grid_angles,
     dihedrals,
     profile_error,
@@ -45,6 +49,37 @@ def test_profile_error_aligns_at_the_qc_minimum():
     assert error.max_error == pytest.approx(1.0)
     with pytest.raises(ValueError):
         profile_error([0.0, 1.0], [0.0])
+
+
+def test_profile_error_counts_the_fitting_window_and_every_point():
+    # QC 0, 4, 12 kcal/mol (12 is above the default 10 kcal/mol window); MM wrong by 1, 2 at points 1, 2.
+    error = profile_error([0.0, 4.0, 12.0], [0.0, 5.0, 14.0])
+    assert (error.n_points, error.n_points_all) == (2, 3)
+    assert error.rmse == pytest.approx(np.sqrt(1 / 2)) and error.max_error == pytest.approx(1.0)
+    assert error.rmse_all == pytest.approx(np.sqrt(5 / 3)) and error.max_error_all == pytest.approx(2.0)
+    wide = profile_error([0.0, 4.0, 12.0], [0.0, 5.0, 14.0], energy_cutoff=20.0)
+    assert wide.rmse == pytest.approx(wide.rmse_all) and wide.n_points == 3
+
+
+def test_grid_neighbours_wrap_around_a_full_turn_only():
+    assert _grid_neighbours([-150.0, -120.0, 180.0, 150.0]) == [[1, 2], [0], [0, 3], [2]]
+    full = _grid_neighbours(list(range(-150, 181, 30)))
+    assert full[0] == [1, 11] and full[11] == [0, 10] and all(len(n) == 2 for n in full)
+    assert _grid_neighbours([0.0]) == [[]]
+
+
+def test_rotation_turns_one_side_of_the_driven_bond(ccco_scan):
+    from openff.toolkit import Molecule
+
+    moving = _moving_atoms(Molecule.from_mapped_smiles(PROPANOL), CCCO_DIHEDRAL)
+    assert set(moving) == {2, 3, 9, 10, 11}  # C3 (on the axis), its H's, O, and the O-H
+    geometry = qc_geometries(ccco_scan)[0]
+    turned = _rotate(geometry, 1, 2, moving, np.radians(40.0))
+    before, after = (np.degrees(dihedrals(g[None], [CCCO_DIHEDRAL])[0, 0]) for g in (geometry, turned))
+    assert (after - before + 180.0) % 360.0 - 180.0 == pytest.approx(40.0)
+    distances = lambda g: np.linalg.norm(g[:, None] - g[None], axis=-1)  # noqa: E731
+    assert distances(turned[moving]) == pytest.approx(distances(geometry[moving]))
+    assert np.array_equal(np.delete(turned, moving, axis=0), np.delete(geometry, moving, axis=0))
 
 
 def test_dihedrals_follow_the_grid_angles(ccco_scan):
