@@ -1,8 +1,8 @@
 """`BespokeWorkflowFactory`: workflow settings once, a workflow per molecule.
 
 Named workflows: `default` (BespokeFit's defaults: WBO fragments, psi4 B3LYP-D3BJ/DZVP,
-15 degree scans from 10 conformers, ForceBalance) and `debug` (GFN2-xTB, 30 degree scans
-from one conformer, Pfizer fragments and least squares: seconds to minutes).
+15 degree scans from 10 conformers; but the least-squares fit, see the README's benchmark) and
+`debug` (GFN2-xTB, 30 degree scans from one conformer, Pfizer fragments: seconds to minutes).
 """
 
 from pathlib import Path

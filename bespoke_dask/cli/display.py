@@ -58,28 +58,26 @@ def status_view(output: BespokeExecutorOutput) -> Group:
 
 
 def fit_table(result: FitResult) -> Table:
-    """Torsion-profile errors (kcal/mol) of the initial and the bespoke force field."""
-    table = Table(title=f"torsion-profile error against the QC scan (kcal/mol), {result.optimizer}")
-    for column in ("torsion", "initial RMSE", "bespoke RMSE", "initial max", "bespoke max"):
+    """Torsion-profile errors (kcal/mol) against the QC scans: in the fit window and at all points."""
+    table = Table(title=f"torsion-profile RMSE against the QC scans (kcal/mol), {result.optimizer} fit")
+    for column in ("torsion", "initial", "bespoke", "bespoke max", "initial, all points", "bespoke, all points"):
         table.add_column(column, justify="left" if column == "torsion" else "right")
-    for metric in result.metrics:
-        table.add_row(
-            f"{escape(readable(metric.mapped_smiles))} {metric.dihedral}",
-            f"{metric.initial.rmse:.3f}",
-            f"{metric.final.rmse:.3f}",
-            f"{metric.initial.max_error:.3f}",
-            f"{metric.final.max_error:.3f}",
-        )
+    rows = [(f"{escape(readable(m.mapped_smiles))} {m.dihedral}", m.initial, m.final) for m in result.metrics]
     if result.initial is not None and result.final is not None:
+        rows.append(("[bold]molecule[/]", result.initial, result.final))
+    for label, initial, final in rows:
         table.add_row(
-            "[bold]molecule[/]",
-            f"[bold]{result.initial.rmse:.3f}",
-            f"[bold]{result.final.rmse:.3f}",
-            f"{result.initial.max_error:.3f}",
-            f"{result.final.max_error:.3f}",
+            label, f"{initial.rmse:.3f}", f"[bold]{final.rmse:.3f}", f"{final.max_error:.3f}",
+            _optional(initial.rmse_all), _optional(final.rmse_all),
         )
-    table.caption = f"{result.protocol}; fit took {result.wall_time:.1f} s"
+    if result.base is not None:
+        table.add_row("[dim]base force field[/]", f"[dim]{result.base.rmse:.3f}", "", "", _optional(result.base.rmse_all), "")
+    table.caption = f"{result.protocol}. Fit took {result.wall_time:.1f} s."
     return table
+
+
+def _optional(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
 
 
 def parameter_table(result: FitResult) -> Table:

@@ -140,7 +140,10 @@ class WorkflowSettings(SchemaModel):
     torsiondrive: TorsionDriveSettings = TorsionDriveSettings()
     optimization: ConstrainedOptimizationSettings = ConstrainedOptimizationSettings()
     target: TorsionProfileSettings = TorsionProfileSettings()
-    optimizer: Optimizer = ForceBalanceSettings()
+    optimizer: Optimizer = Field(
+        default_factory=LeastSquaresSettings,
+        description="lsq by default: see the README's fit-quality benchmark",
+    )
     periodicities: list[int] = [1, 2, 3, 4]
     prior_width: float = Field(6.0, description="kcal/mol; Gaussian prior width of each k")
 
