@@ -113,8 +113,9 @@ class Coordinator:
         workflow = record.workflow.model_copy(update={"id": None})  # ids must not change keys
         with contextlib.suppress(StageFailed, asyncio.CancelledError):
             async with self._stage(record, "fragmentation"):
-                fragmentation = await self.compute(graph.FRAGMENT, workflow)
-                targets = await self.compute(graph.TARGETS, workflow, fragmentation)
+                molecule = workflow.without_fit_settings()  # shared by fits of the same scans
+                fragmentation = await self.compute(graph.FRAGMENT, molecule)
+                targets = await self.compute(graph.TARGETS, molecule, fragmentation)
             async with self._stage(record, "qc-generation") as status:
                 tasks = {target.scan.content_hash(): target.scan for target in targets}
                 status.scans = [ScanProgress(smiles=task.smiles) for task in tasks.values()]

@@ -57,8 +57,9 @@ def test_every_stage_reports_success_and_scan_progress(finished):
     assert scan.grid_points_done == scan.grid_points == 12
 
 
-def test_both_fits_share_one_scan(finished):
+def test_both_fits_share_one_fragmentation_and_one_scan(finished):
     store = finished[1]
+    assert len(list((store / "fragment").glob("*/*.json"))) == 2  # the broken workflow's QC spec differs
     assert len(list((store / "scan").glob("*/*.json"))) == 1
 
 

@@ -154,6 +154,20 @@ class BespokeWorkflow(WorkflowSettings):
     id: str | None = None
     smiles: str = Field(description="mapped SMILES of the molecule, explicit hydrogens")
 
+    def without_fit_settings(self) -> "BespokeWorkflow":
+        """This workflow with no id and default fit settings: all that fragments and scans depend on.
+
+        Keys built from it let workflows that differ only in how they fit share fragmentation.
+        """
+        return self.model_copy(
+            update={name: WorkflowSettings.model_fields[name].get_default(call_default_factory=True)
+                    for name in FIT_SETTINGS} | {"id": None}
+        )
+
+
+# Settings only the optimize stage reads.
+FIT_SETTINGS = ("optimizer", "target", "prior_width")
+
 
 # BespokeFit's name for the same object.
 BespokeOptimizationSchema = BespokeWorkflow
