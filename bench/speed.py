@@ -17,14 +17,14 @@ from typing import NamedTuple
 
 from bespoke_dask import BespokeDaskExecutor, BespokeWorkflowFactory
 from bespoke_dask.schema import NoFragmentation, TorsionDriveSettings
-from bespoke_dask.stages import fragment, qc, smirks, torsiondrive
+from bespoke_dask.stages import fragment, qc, targets, torsiondrive
 
 
 def serial_scans(workflow) -> tuple[float, int]:
     """Every scan of the workflow, one optimization at a time in this process."""
     start = time.perf_counter()
-    targets = smirks.bespoke_targets(workflow, fragment.fragment(workflow))
-    tasks = {target.scan.content_hash(): target.scan for target in targets}
+    scan_targets = targets.bespoke_targets(workflow, fragment.fragment(workflow))
+    tasks = {target.scan.content_hash(): target.scan for target in scan_targets}
     optimizations = 0
     for task in tasks.values():
         result = torsiondrive.run_torsiondrive(task, lambda jobs: [qc.optimize_constrained(j) for j in jobs])

@@ -125,10 +125,10 @@ class Coordinator:
                         for (key, task), progress in zip(tasks.items(), status.scans)
                     }
             async with self._stage(record, "optimization"):
-                parameters = list({t.parameter.smirks: t.parameter for t in targets}.values())
+                parameters = list({p.smirks: p for t in targets for p in t.parameters}.values())
                 fit_targets = [
                     FitTarget(
-                        smirks=target.parameter.smirks,
+                        smirks=[parameter.smirks for parameter in target.parameters],
                         scan=running[target.scan.content_hash()].result(),
                     )
                     for target in targets

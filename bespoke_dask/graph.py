@@ -16,7 +16,7 @@ from bespoke_dask.schema import (
     SchemaModel,
     TorsionTarget,
 )
-from bespoke_dask.stages import fragment, optimize, qc, smirks, torsiondrive
+from bespoke_dask.stages import fragment, optimize, qc, targets, torsiondrive
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Stage:
 
 
 FRAGMENT = Stage("fragment", fragment.fragment, FragmentationResult, "fragmenter")
-TARGETS = Stage("targets", smirks.bespoke_targets, list[TorsionTarget], "fragmenter")
+TARGETS = Stage("targets", targets.bespoke_targets, list[TorsionTarget], "fragmenter")
 SCAN_START = Stage("scan-start", torsiondrive.start, ScanStep)
 SCAN_ADVANCE = Stage("scan-advance", torsiondrive.advance, ScanStep, cached=False)
 QC = Stage("qc", qc.optimize_constrained, OptimizationResult, "qc", configured=True)

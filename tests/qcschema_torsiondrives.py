@@ -15,7 +15,7 @@ from bespoke_dask.stages import torsiondrive
 from bespoke_dask.stages.fragment import parent_molecule, target_bonds
 from bespoke_dask.stages.qc import optimize_constrained
 from bespoke_dask.stages.qcarchive import CMILES
-from bespoke_dask.stages.smirks import scan_task
+from bespoke_dask.stages.targets import scan_task
 
 # methyl ethyl ether and the settings that scan its one target bond, O-CH2, in seconds
 ETHER = "COCC"

@@ -8,7 +8,7 @@ import typer
 from bespoke_dask.cli.options import Directory, Scheduler, console, user_errors
 from bespoke_dask.errors import InputError
 from bespoke_dask.executor import DEFAULT_DIRECTORY, connect
-from bespoke_dask.stages.smirks import bespoke_parameters, combine_force_fields
+from bespoke_dask.stages.force_field import bespoke_parameters, combine_force_fields
 
 
 @user_errors
@@ -26,12 +26,16 @@ def combine(
     """Merge bespoke torsions: the first input's base force field plus every input's bespoke torsions.
 
     Inputs in order: the --ff files, then the --id results. Identical SMIRKS are kept once (the first).
+    Each --id molecule must keep its own torsion parameters in the combined force field: a SMIRKS of
+    one molecule that would type another's torsions differently is refused.
     """
-    force_fields = [path.read_text() for path in force_field or []]
-    force_fields += _retrieve(workflow_id or [], scheduler, directory)
-    if not force_fields:
+    files = [path.read_text() for path in force_field or []]
+    retrieved = _retrieve(workflow_id or [], scheduler, directory)
+    if not files and not retrieved:
         raise InputError("give force fields to combine with --ff or --id")
-    combined = combine_force_fields(force_fields)
+    molecules = [[] for _ in files] + [[smiles] for smiles, _ in retrieved]
+    force_fields = files + [offxml for _, offxml in retrieved]
+    combined = combine_force_fields(force_fields, molecules)
     output.write_text(combined)
     console.print(
         f"{len(bespoke_parameters(combined))} bespoke torsions from {len(force_fields)} force fields "
@@ -41,8 +45,8 @@ def combine(
     )
 
 
-def _retrieve(workflow_ids: list[str], scheduler: str | None, directory: Path) -> list[str]:
-    """The refit force fields of finished workflows of the running executor."""
+def _retrieve(workflow_ids: list[str], scheduler: str | None, directory: Path) -> list[tuple[str, str]]:
+    """(mapped SMILES, refit force field) of finished workflows of the running executor."""
     if not workflow_ids:
         return []
     executor = connect(scheduler, directory)
@@ -53,4 +57,4 @@ def _retrieve(workflow_ids: list[str], scheduler: str | None, directory: Path) -
     for output in outputs:
         if output.refit_force_field is None:
             raise InputError(f"workflow {output.id} has no force field ({output.status})")
-    return [output.refit_force_field for output in outputs]
+    return [(output.smiles, output.refit_force_field) for output in outputs]

@@ -27,10 +27,17 @@ PROFILE_PROTOCOL = (
 
 
 class BespokeTorsion(SchemaModel):
-    """A bespoke proper-torsion parameter and the parent bonds it covers."""
+    """A bespoke proper-torsion parameter: one type of torsion about a target bond.
+
+    It covers `parent_torsions` (parent atom indices, oriented with b < c) about `parent_bonds`,
+    and the same torsions of the fragment that was scanned for them. It starts from the base
+    force field's parameter `base_id` on those torsions, with all of its terms.
+    """
 
     smirks: str
     parent_bonds: list[tuple[int, int]] = []
+    parent_torsions: list[tuple[int, int, int, int]] = []
+    base_id: str | None = Field(None, description="id of the base force field's parameter it starts from")
     periodicities: list[int]
     phases: list[float] = Field(description="degrees")
     k: list[float] = Field(description="kcal/mol")
@@ -44,16 +51,16 @@ class BespokeTorsion(SchemaModel):
 
 
 class TorsionTarget(SchemaModel):
-    """A bespoke parameter to fit and the scan that will fit it (made after fragmentation)."""
+    """The bespoke parameters of one target bond and the scan that will fit them (made after fragmentation)."""
 
-    parameter: BespokeTorsion
+    parameters: list[BespokeTorsion]
     scan: TorsionScanTask
 
 
 class FitTarget(SchemaModel):
-    """A finished scan and the bespoke parameter fitted to it."""
+    """A finished scan and the SMIRKS of the bespoke parameters of its bond."""
 
-    smirks: str
+    smirks: list[str]
     scan: TorsionScanResult
 
 
@@ -73,13 +80,22 @@ class ProfileError(SchemaModel):
 
 
 class TorsionMetrics(SchemaModel):
-    """Initial and bespoke profile errors for one scanned torsion."""
+    """Base, initial and bespoke profile errors for one scan, and the profiles themselves.
 
-    smirks: str
+    Energies are kcal/mol per grid point, each profile aligned at the scan's QC minimum.
+    """
+
+    smirks: list[str]
     mapped_smiles: str
     dihedral: tuple[int, int, int, int]
-    initial: ProfileError
-    final: ProfileError
+    base: ProfileError | None = Field(None, description="the base force field as it is")
+    initial: ProfileError | None = Field(None, description="the bespoke parameters at their starting values")
+    final: ProfileError | None = Field(None, description="the refit force field")
+    angles: list[float] = Field([], description="degrees")
+    qc_energies: list[float] = []
+    base_energies: list[float] = []
+    initial_energies: list[float] = []
+    final_energies: list[float] = []
 
 
 class FitResult(SchemaModel):
@@ -87,6 +103,10 @@ class FitResult(SchemaModel):
 
     optimizer: str
     parameters: list[BespokeTorsion]
+    initial_parameters: list[BespokeTorsion] = Field([], description="the parameters at their starting values")
+    kept_base: list[str] = Field(
+        [], description="SMIRKS of parameters held at the base terms: their fit was worse than the base on its scan"
+    )
     force_field: str = Field(description="the refit force field as OFFXML, no cosmetic attributes")
     metrics: list[TorsionMetrics] = []
     base: ProfileError | None = Field(

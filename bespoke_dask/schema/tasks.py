@@ -6,7 +6,7 @@ Atom indices are 0-based in the atom order of the model's own mapped SMILES.
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bespoke_dask.schema.base import SchemaModel
 from bespoke_dask.schema.workflow import ConstrainedOptimizationSettings, QCSpec
@@ -18,6 +18,10 @@ class Fragment(SchemaModel):
     smiles: str = Field(description="mapped SMILES of the fragment")
     bond_indices: tuple[int, int] = Field(description="the central bond, fragment atom indices")
     parent_bond: tuple[int, int] = Field(description="the same bond, parent atom indices")
+    atom_map: dict[int, int] = Field(
+        description="fragment atom index -> the same atom's parent index, for every fragment atom "
+        "taken from the parent (capping atoms have none)"
+    )
 
 
 class FragmentationResult(SchemaModel):
@@ -32,12 +36,20 @@ class TorsionScanTask(SchemaModel):
     """A 1-D torsion scan in canonical form: two requests for the same scan compare equal.
 
     `smiles` is the canonical isomeric explicit-H SMILES with only the two central atoms
-    mapped (1 and 2), as BespokeFit keys its QC cache.
+    mapped (1 and 2), as BespokeFit keys its QC cache. A `scan_range` covering the whole
+    circle is the full scan (None), so both spellings share one key.
     """
 
     smiles: str
     grid_spacing: int
     scan_range: tuple[int, int] | None = None
+
+    @field_validator("scan_range")
+    @classmethod
+    def _full_circle_is_no_range(cls, scan_range: tuple[int, int] | None) -> tuple[int, int] | None:
+        if scan_range is not None and scan_range[1] - scan_range[0] >= 360 - 1e-9:
+            return None
+        return scan_range
     n_conformers: int
     energy_decrease_thresh: float | None = None
     energy_upper_limit: float | None = None

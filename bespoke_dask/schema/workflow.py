@@ -121,6 +121,14 @@ class LeastSquaresSettings(SchemaModel):
     )
     max_step_halvings: int = Field(4, description="halvings of a step that raises the relaxed objective")
     restraint_k: float = Field(1000.0, description="kcal/mol/rad^2 on the driven dihedral")
+    reference: Literal["minimum", "offset"] = Field(
+        "minimum",
+        description="MM and QC profiles both referenced to the QC-minimum grid point (as the metrics "
+        "and ForceBalance's TorsionProfile), or compared up to a fitted weighted-mean offset per scan",
+    )
+    hold_undetermined: bool = Field(
+        True, description="k's the scans leave to the prior are held exactly at their starting values"
+    )
 
 
 Optimizer = Annotated[

@@ -4,7 +4,8 @@ openff-fragmenter re-orders the parent canonically and labels fragment atoms wit
 (1-based) map index of the parent atom they came from; capping atoms carry no map index.
 Here everything is translated back to the workflow's own atom order: `Fragment.parent_bond`
 indexes the workflow's mapped SMILES, `Fragment.bond_indices` the fragment's mapped SMILES, and
-`bond_indices[i]` is the same atom as `parent_bond[i]`.
+`bond_indices[i]` is the same atom as `parent_bond[i]`; `Fragment.atom_map` maps every fragment
+atom taken from the parent to its parent index.
 """
 
 import json
@@ -31,7 +32,10 @@ def fragment(workflow: BespokeWorkflow) -> FragmentationResult:
     bonds = unique_target_bonds(parent, workflow.target_torsion_smirks)
     provenance = _provenance(workflow)
     if not bonds or isinstance(workflow.fragmentation, NoFragmentation):
-        fragments = [Fragment(smiles=workflow.smiles, bond_indices=bond, parent_bond=bond) for bond in bonds]
+        identity = {atom: atom for atom in range(parent.n_atoms)}
+        fragments = [
+            Fragment(smiles=workflow.smiles, bond_indices=bond, parent_bond=bond, atom_map=identity) for bond in bonds
+        ]
     else:
         fragments, provenance["fragmenter-options"] = _fragmenter_fragments(parent, bonds, workflow)
     return FragmentationResult(parent_smiles=workflow.smiles, fragments=fragments, provenance=provenance)
@@ -120,7 +124,9 @@ def _fragment(fragmenter_smiles: str, parent_bond: Bond, ours: dict[int, int]) -
     to_parent = {atom: ours[index - 1] for atom, index in molecule.properties.pop("atom_map").items()}
     to_fragment = {parent_atom: atom for atom, parent_atom in to_parent.items()}
     bond = tuple(to_fragment[atom] for atom in parent_bond)
-    return Fragment(smiles=molecule.to_smiles(mapped=True), bond_indices=bond, parent_bond=parent_bond)
+    return Fragment(
+        smiles=molecule.to_smiles(mapped=True), bond_indices=bond, parent_bond=parent_bond, atom_map=to_parent
+    )
 
 
 def _provenance(workflow: BespokeWorkflow) -> dict[str, str]:

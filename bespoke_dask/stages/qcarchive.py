@@ -1,7 +1,7 @@
 """Finished torsiondrives from QCArchive (QCSchema `TorsionDriveResult` records) as our scan results.
 
 A record becomes the `TorsionScanResult` a workflow would have computed itself: its task is the
-one `smirks.scan_task` makes for the record's molecule and central bond, so seeding the store
+one `targets.scan_task` makes for the record's molecule and central bond, so seeding the store
 with it saves that workflow the QC. What the record says decides the molecule, the grid (spacing
 and range) and the QC spec; the starting conformers, the energy thresholds and the geomeTRIC
 settings come from the workflow settings given (QCArchive records do not state them comparably).
@@ -26,7 +26,7 @@ from rdkit.Geometry import Point3D
 
 from bespoke_dask.errors import InputError
 from bespoke_dask.schema import BespokeWorkflow, GridPoint, QCSpec, TorsionScanResult, WorkflowSettings
-from bespoke_dask.stages.smirks import scan_task
+from bespoke_dask.stages.targets import scan_task
 
 CMILES = "canonical_isomeric_explicit_hydrogen_mapped_smiles"
 BOHR_IN_ANGSTROM = unit.Quantity(1.0, unit.bohr).m_as(unit.angstrom)

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from bespoke_dask import BespokeDaskExecutor, BespokeWorkerConfig
 from bespoke_dask.cli import app
-from bespoke_dask.stages.smirks import bespoke_parameters
+from bespoke_dask.stages.force_field import bespoke_parameters
 
 runner = CliRunner()
 

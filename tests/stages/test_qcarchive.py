@@ -19,7 +19,7 @@ from bespoke_dask.stages.qcarchive import (
     scan_results_from_torsiondrives,
     torsiondrives_by_name,
 )
-from bespoke_dask.stages.smirks import bespoke_targets, scan_task
+from bespoke_dask.stages.targets import bespoke_targets, scan_task
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 Backends share one signature, `fit(force_field, parameters, targets, settings, target, prior_width)
 -> list[BespokeTorsion]`: `lsq` (built-in least squares, lsq.py) and `forcebalance`
 (forcebalance.py). Whatever the backend, the result's metrics use one protocol
-(`PROFILE_PROTOCOL`, profiles.py), so the two are comparable.
+(`PROFILE_PROTOCOL`, metrics.py), so the two are comparable.
 
 Chemistry is imported inside the functions, so that the graph layer imports `optimize` cheaply.
 """
@@ -14,16 +14,17 @@ from bespoke_dask.schema import BespokeTorsion, BespokeWorkflow, FitResult, FitT
 
 NOTHING_TO_FIT = "nothing to fit: no bond matches the target torsion SMARTS"
 NO_SCANS = "nothing to fit: no torsion scan finished"
+WORSE_TOLERANCE = 1e-3  # kcal/mol; a fit this much worse than the base on its own scan keeps the base
 
 
 def optimize(workflow: BespokeWorkflow, parameters: list[BespokeTorsion], targets: list[FitTarget]) -> FitResult:
     """Fit `parameters` to `targets` with the workflow's optimizer; the refit force field and its metrics.
 
-    The initial force field is the workflow's base plus `parameters` at their starting k's. That
-    is not the base force field: a bespoke SMIRKS covering several of the base's torsion types
-    gives them all one set of k's (for an amide it loses the base's cis/trans terms), so the
-    result reports the base (`base`, e.g. plain Sage: the number to beat), the initial and the
-    final errors. `wall_time` (s) is the fit alone: not the backend's import, the molecules'
+    The initial force field is the base plus `parameters` at their starting values, which are the
+    base's own terms, so it types every molecule as the base does. A scan on which the fit comes
+    out worse than the base keeps the base terms for its bond's parameters (`FitResult.kept_base`).
+    The refit force field is checked on the parent: every target torsion must carry its bespoke
+    parameter. `wall_time` (s) is the fit alone: not the backend's import, the molecules'
     one-time AM1-BCC charges, nor the metrics.
     """
     optimizer = workflow.optimizer
@@ -35,9 +36,8 @@ def optimize(workflow: BespokeWorkflow, parameters: list[BespokeTorsion], target
             message=NOTHING_TO_FIT if not parameters else NO_SCANS,
         )
     _check_targets(parameters, targets)
-    from bespoke_dask.stages.smirks import build_force_field
-
-    from bespoke_dask.stages.optimize.profiles import charged_molecule, pooled_error, torsion_metrics
+    from bespoke_dask.stages.force_field import build_force_field
+    from bespoke_dask.stages.optimize.profiles import charged_molecule
 
     initial = build_force_field(workflow.initial_force_field, parameters)
     fit = _fitter(optimizer.type)
@@ -46,19 +46,71 @@ def optimize(workflow: BespokeWorkflow, parameters: list[BespokeTorsion], target
     start = time.perf_counter()
     fitted = fit(initial, parameters, targets, optimizer, workflow.target, workflow.prior_width)
     wall_time = time.perf_counter() - start
-    final = _without_cosmetic_attributes(build_force_field(workflow.initial_force_field, fitted))
-    cutoff = workflow.target.energy_cutoff
-    metrics, initial_error, final_error = torsion_metrics(initial, final, targets, energy_cutoff=cutoff)
+    fitted, metrics, errors, kept = _no_worse_than_base(workflow, parameters, fitted, targets)
+    final = build_force_field(workflow.initial_force_field, fitted)
+    _check_parent(workflow, fitted, targets, final)
     return FitResult(
         optimizer=optimizer.type,
         parameters=fitted,
+        initial_parameters=parameters,
+        kept_base=kept,
         force_field=final,
         metrics=metrics,
-        base=pooled_error(workflow.initial_force_field, targets, energy_cutoff=cutoff),
-        initial=initial_error,
-        final=final_error,
+        base=errors["base"],
+        initial=errors["initial"],
+        final=errors["final"],
         wall_time=wall_time,
+        message=f"{len(kept)} of {len(parameters)} parameters kept the base terms (worse fit)" if kept else None,
     )
+
+
+def _no_worse_than_base(workflow, parameters, fitted, targets):
+    """Hold at their starting (base) terms the parameters of every scan the fit made worse than the base.
+
+    Repeats until no scan is worse (a held parameter can change another scan of the same molecule).
+    Returns the parameters, the metrics and pooled errors of the last round, and the held SMIRKS.
+    """
+    from bespoke_dask.stages.force_field import build_force_field
+    from bespoke_dask.stages.optimize.metrics import torsion_metrics
+
+    starting = {parameter.smirks: parameter for parameter in parameters}
+    base = _offxml_text(workflow.initial_force_field)
+    cutoff = workflow.target.energy_cutoff
+    references = {"base": base, "initial": build_force_field(base, parameters)}
+    reference_metrics, reference_errors = torsion_metrics(references, targets, energy_cutoff=cutoff)
+    kept: list[str] = []
+    while True:
+        final_metrics, final_errors = torsion_metrics({"final": build_force_field(base, fitted)}, targets, energy_cutoff=cutoff)
+        metrics = [
+            reference.model_copy(update={"final": mine.final, "final_energies": mine.final_energies})
+            for reference, mine in zip(reference_metrics, final_metrics)
+        ]
+        worse = {
+            smirks
+            for metric in metrics
+            if metric.final.rmse > metric.base.rmse + WORSE_TOLERANCE
+            for smirks in metric.smirks
+            if smirks not in kept
+        }
+        if not worse:
+            return fitted, metrics, reference_errors | final_errors, kept
+        kept += sorted(worse)
+        fitted = [starting[p.smirks] if p.smirks in worse else p for p in fitted]
+
+
+def _check_parent(workflow: BespokeWorkflow, fitted: list[BespokeTorsion], targets: list[FitTarget], final: str) -> None:
+    """The refit force field on the parent and on every scanned molecule: each target torsion
+    carries its bespoke parameter (`BespokeSmirksError` naming the bond otherwise)."""
+    from bespoke_dask.stages.fragment import parent_molecule
+    from bespoke_dask.stages.targets import check_fragment_labels, check_labels
+
+    check_labels(final, parent_molecule(workflow.smiles), fitted)
+    made_for = {parameter.smirks for parameter in fitted if parameter.parent_torsions}  # not hand-made
+    for target in targets:
+        if not set(target.smirks) <= made_for:
+            continue
+        bond = tuple(target.scan.dihedral[1:3])
+        check_fragment_labels(final, parent_molecule(target.scan.mapped_smiles), bond, set(target.smirks))
 
 
 def _fitter(optimizer_type: str):
@@ -77,8 +129,9 @@ def _fitter(optimizer_type: str):
 def _check_targets(parameters: list[BespokeTorsion], targets: list[FitTarget]) -> None:
     known = {parameter.smirks for parameter in parameters}
     for target in targets:
-        if target.smirks not in known:
-            raise ValueError(f"target SMIRKS {target.smirks} is not among the parameters to fit")
+        unknown = set(target.smirks) - known
+        if unknown:
+            raise ValueError(f"target SMIRKS {sorted(unknown)} are not among the parameters to fit")
 
 
 def _offxml_text(force_field: str) -> str:
@@ -88,9 +141,3 @@ def _offxml_text(force_field: str) -> str:
     from bespoke_dask.stages.molecule import load_force_field
 
     return load_force_field(force_field).to_string()
-
-
-def _without_cosmetic_attributes(offxml: str) -> str:
-    from bespoke_dask.stages.molecule import load_force_field
-
-    return load_force_field(offxml, allow_cosmetic_attributes=True).to_string(discard_cosmetic_attributes=True)

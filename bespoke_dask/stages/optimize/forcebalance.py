@@ -74,8 +74,8 @@ def fit_forcebalance(
         raise ValueError("ForceBalance needs at least one scan to fit")
     known = {parameter.smirks for parameter in parameters}
     for fit_target in targets:
-        if fit_target.smirks not in known:
-            raise ValueError(f"target SMIRKS {fit_target.smirks} is not among the parameters to fit")
+        if set(fit_target.smirks) - known:
+            raise ValueError(f"target SMIRKS {fit_target.smirks} are not among the parameters to fit")
 
     directory = Path(tempfile.mkdtemp(prefix="bespoke-forcebalance-"))
     try:

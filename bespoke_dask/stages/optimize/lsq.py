@@ -59,6 +59,7 @@ class _Rows:
 
     design: np.ndarray  # (n_points, n_k), sqrt(w)/denom * (F_i - F_ref)
     target: np.ndarray  # (n_points,), kcal/mol, sqrt(w)/denom * (dQC_i - dbase_i)
+    # F_ref, E_ref: the weighted means over the scan (a fitted offset) or the QC-minimum point
     weight_sum: float  # sum of w/denom^2 (1/denom^2 per scan)
     n_points: int  # grid points with a non-zero weight
 
@@ -74,15 +75,21 @@ class _Scan:
         weights = torsion_profile_weights(self.qc, target_settings)
         self.scale = np.sqrt(weights) / target_settings.energy_denominator
         self.n_points = int(np.count_nonzero(weights))
+        self.offset = settings.reference == "offset"
+
+    def _reference(self, values: np.ndarray) -> np.ndarray:
+        """What `values` (per grid point) are measured from: their weighted mean, or the QC-minimum point's."""
+        if self.offset:
+            return np.average(values, axis=0, weights=self.scale**2)
+        return values[self.reference]
 
     def rows(self, k: np.ndarray) -> _Rows:
         """Relax under `k` (kcal/mol) and linearise there."""
         self.model.set_k(k)
         relaxed = self.model.relax()
         features = self.model.features(relaxed.geometries)
-        design = features - features[self.reference]
-        base = relaxed.base_energies - relaxed.base_energies[self.reference]
-        target = (self.qc - self.qc[self.reference]) - base
+        target = self.qc - relaxed.base_energies
+        design, target = features - self._reference(features), target - self._reference(target)
         weight_sum = float(np.sum(self.scale**2))
         return _Rows(design * self.scale[:, None], target * self.scale, weight_sum, self.n_points)
 
@@ -108,12 +115,19 @@ def fit_lsq(
     force_field = load_force_field(force_field)
     scans = [_Scan(force_field, fit_target, parameters, settings, target) for fit_target in targets]
     k0 = np.array([k for parameter in parameters for k in parameter.k], dtype=float)
-    k, rows = _damped_gauss_newton(scans, k0, settings, prior_width)
+    free = np.ones(len(k0), dtype=bool)
+    k, rows = _damped_gauss_newton(scans, k0, settings, prior_width, free)
     std, determined = _posterior(rows, k, prior_width)
+    if settings.hold_undetermined and determined.any() and not determined.all():
+        # k's the scans cannot see stay exactly where they started; the others are refitted around them
+        k, rows = _damped_gauss_newton(scans, k0, settings, prior_width, determined)
+        std, _ = _posterior(rows, k, prior_width)
+    elif settings.hold_undetermined and not determined.any():
+        k = k0
     return _with_k(parameters, k, std, determined)
 
 
-def _damped_gauss_newton(scans, k0, settings, prior_width) -> tuple[np.ndarray, list[_Rows]]:
+def _damped_gauss_newton(scans, k0, settings, prior_width, free) -> tuple[np.ndarray, list[_Rows]]:
     """Damped Gauss-Newton on the relaxed objective: the k's and their rows (at those k's).
 
     Each iteration solves the problem linearised at the current relaxed geometries and moves
@@ -122,14 +136,14 @@ def _damped_gauss_newton(scans, k0, settings, prior_width) -> tuple[np.ndarray, 
     the linearised problem promises less than `objective_tolerance` (relative), when an
     accepted step lowers the objective by less than that or moves no k by more than
     `tolerance`, or when no step along the Gauss-Newton direction lowers the objective (a
-    local minimum, to the resolution of the relaxations).
+    local minimum, to the resolution of the relaxations). Only the `free` k's move.
     """
     k = np.clip(k0, -K_LIMIT, K_LIMIT)
     rows = [scan.rows(k) for scan in scans]
     objective = _objective(rows, k, k0, prior_width)
     relaxations, fraction = 1, 1.0
     for iteration in range(1, max(settings.max_iterations, 1) + 1):
-        target = _solve(rows, k0, prior_width)
+        target = _solve(rows, k0, prior_width, free)
         step, size = target - k, float(np.max(np.abs(target - k)))
         promised = objective - _objective(rows, target, k0, prior_width)
         logger.debug(
@@ -180,13 +194,19 @@ def _objective(rows, k, k0, prior_width) -> float:
     return float(np.sum((design @ k - target) ** 2) + PRIOR_WEIGHT * np.sum(((k - k0) / prior_width) ** 2))
 
 
-def _solve(rows, k0, prior_width) -> np.ndarray:
-    """The bounded minimiser of the linearised objective (scipy's bounded-variable least squares)."""
+def _solve(rows, k0, prior_width, free) -> np.ndarray:
+    """The bounded minimiser of the linearised objective over the `free` k's, the others at k0
+    (scipy's bounded-variable least squares)."""
     design, target = _stack(rows, len(k0))
+    k = np.clip(k0, -K_LIMIT, K_LIMIT).copy()
+    if not free.any():
+        return k
+    target = target - design[:, ~free] @ k[~free]
     prior = np.sqrt(PRIOR_WEIGHT) / prior_width
-    matrix = np.vstack([design, prior * np.eye(len(k0))])
-    vector = np.concatenate([target, prior * k0])
-    return lsq_linear(matrix, vector, bounds=(-K_LIMIT, K_LIMIT), method="bvls").x
+    matrix = np.vstack([design[:, free], prior * np.eye(int(free.sum()))])
+    vector = np.concatenate([target, prior * k0[free]])
+    k[free] = lsq_linear(matrix, vector, bounds=(-K_LIMIT, K_LIMIT), method="bvls").x
+    return k
 
 
 def _posterior(rows, k, prior_width) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,7 @@ a fit can then put a deep MM minimum where no QC start reaches it (acetanilide: 
 below the reported profile, tests/stages/optimize/test_real_scan.py). Everything is
 deterministic: the starts are the QC geometries and what they lead to, never earlier fits.
 
-Errors are reported over the fitting window (grid points at most `energy_cutoff` above the QC
-minimum, as the TorsionProfile weights) and over every grid point, see `torsion_metrics`.
+How far a profile is from QC is metrics.py's concern.
 
 Units: schema geometries are flat bohr and schema energies hartree; everything this module
 returns is in kcal/mol, geometries in bohr as (n_points, n_atoms, 3) arrays.
@@ -33,10 +32,7 @@ from openff.units import unit
 
 from bespoke_dask.schema import (
     BespokeTorsion,
-    FitTarget,
     LeastSquaresSettings,
-    ProfileError,
-    TorsionMetrics,
     TorsionProfileSettings,
     TorsionScanResult,
 )
@@ -344,90 +340,3 @@ def relaxed_profile(
     """Torsion-restrained relaxed MM profile of `scan` under `force_field` (OFFXML text or file name)."""
     check_grid_angles(scan)
     return ScanModel(force_field, scan, restraint_k).relax()
-
-
-def profile_error(
-    qc_kcal: Sequence[float], mm_kcal: Sequence[float], energy_cutoff: float = DEFAULT_ENERGY_CUTOFF
-) -> ProfileError:
-    """RMSE and max |error| (kcal/mol) of an MM profile, both profiles aligned at the QC minimum:
-    over the grid points within `energy_cutoff` (kcal/mol) of the QC minimum, and over all."""
-    qc = np.asarray(qc_kcal, dtype=float)
-    return _error(_aligned_errors(qc, np.asarray(mm_kcal, dtype=float)), _in_window(qc, energy_cutoff))
-
-
-def _aligned_errors(qc: np.ndarray, mm: np.ndarray) -> np.ndarray:
-    if qc.shape != mm.shape or qc.size == 0:
-        raise ValueError(f"profiles of {qc.size} and {mm.size} points cannot be compared")
-    reference = int(np.argmin(qc))
-    return (mm - mm[reference]) - (qc - qc[reference])
-
-
-def _in_window(qc: np.ndarray, energy_cutoff: float) -> np.ndarray:
-    """Grid points the fit weights: QC energy at most `energy_cutoff` above the QC minimum."""
-    return qc - np.min(qc) <= energy_cutoff
-
-
-def torsion_metrics(
-    initial_ff: str,
-    final_ff: str,
-    targets: list[FitTarget],
-    restraint_k: float = DEFAULT_RESTRAINT_K,
-    energy_cutoff: float = DEFAULT_ENERGY_CUTOFF,
-) -> tuple[list[TorsionMetrics], ProfileError, ProfileError]:
-    """Per-scan initial and final profile errors, and both pooled over the grid points of every scan.
-
-    `rmse`/`max_error` are over the points within `energy_cutoff` (kcal/mol) of their scan's QC
-    minimum (the fit's window, TorsionProfileSettings), `rmse_all`/`max_error_all` over every
-    point; each scan is aligned at its own QC minimum. See `PROFILE_PROTOCOL`.
-    """
-    if not targets:
-        raise ValueError("no targets to evaluate")
-    initial, final = load_force_field(initial_ff), load_force_field(final_ff)
-    metrics, initial_errors, final_errors, windows = [], [], [], []
-    for target in targets:
-        windows.append(_in_window(qc_energies(target.scan), energy_cutoff))
-        initial_errors.append(_scan_errors(initial, target.scan, restraint_k))
-        final_errors.append(_scan_errors(final, target.scan, restraint_k))
-        metrics.append(
-            TorsionMetrics(
-                smirks=target.smirks,
-                mapped_smiles=target.scan.mapped_smiles,
-                dihedral=target.scan.dihedral,
-                initial=_error(initial_errors[-1], windows[-1]),
-                final=_error(final_errors[-1], windows[-1]),
-            )
-        )
-    window = np.concatenate(windows)
-    return metrics, _error(np.concatenate(initial_errors), window), _error(np.concatenate(final_errors), window)
-
-
-def pooled_error(
-    force_field: str,
-    targets: list[FitTarget],
-    restraint_k: float = DEFAULT_RESTRAINT_K,
-    energy_cutoff: float = DEFAULT_ENERGY_CUTOFF,
-) -> ProfileError:
-    """The profile error of one force field pooled over the grid points of every target, as `torsion_metrics`."""
-    if not targets:
-        raise ValueError("no targets to evaluate")
-    force_field = load_force_field(force_field)
-    errors = [_scan_errors(force_field, target.scan, restraint_k) for target in targets]
-    windows = [_in_window(qc_energies(target.scan), energy_cutoff) for target in targets]
-    return _error(np.concatenate(errors), np.concatenate(windows))
-
-
-def _scan_errors(force_field: ForceField, scan: TorsionScanResult, restraint_k: float) -> np.ndarray:
-    """MM - QC per grid point (kcal/mol), aligned at the QC minimum."""
-    return _aligned_errors(qc_energies(scan), relaxed_profile(force_field, scan, restraint_k).energies)
-
-
-def _error(errors: np.ndarray, window: np.ndarray) -> ProfileError:
-    inside = errors[window]
-    return ProfileError(
-        rmse=float(np.sqrt(np.mean(inside**2))),
-        max_error=float(np.max(np.abs(inside))),
-        n_points=int(inside.size),
-        rmse_all=float(np.sqrt(np.mean(errors**2))),
-        max_error_all=float(np.max(np.abs(errors))),
-        n_points_all=int(errors.size),
-    )

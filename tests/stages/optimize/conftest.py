@@ -31,8 +31,8 @@ def propanol_force_field() -> str:
 def propanol_targets(propanol_force_field) -> list[FitTarget]:
     """Two scans of 1-propanol (C-C-C-O and C-C-O-H) made under the true CCCO and CCOH k's."""
     return [
-        FitTarget(smirks=CCCO.smirks, scan=synthetic_scan(PROPANOL, CCCO_DIHEDRAL, propanol_force_field)),
-        FitTarget(smirks=CCOH.smirks, scan=synthetic_scan(PROPANOL, CCOH_DIHEDRAL, propanol_force_field)),
+        FitTarget(smirks=[CCCO.smirks], scan=synthetic_scan(PROPANOL, CCCO_DIHEDRAL, propanol_force_field)),
+        FitTarget(smirks=[CCOH.smirks], scan=synthetic_scan(PROPANOL, CCOH_DIHEDRAL, propanol_force_field)),
     ]
 
 
@@ -45,7 +45,7 @@ def phenol_force_field() -> str:
 def phenol_target(phenol_force_field) -> FitTarget:
     """A scan of phenol's C-O bond made under the true PHENOL_TORSION k's."""
     scan = synthetic_scan(PHENOL, PHENOL_DIHEDRAL, phenol_force_field)
-    return FitTarget(smirks=PHENOL_TORSION.smirks, scan=scan)
+    return FitTarget(smirks=[PHENOL_TORSION.smirks], scan=scan)
 
 
 @pytest.fixture

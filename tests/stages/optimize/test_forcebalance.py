@@ -17,7 +17,8 @@ from synthetic_scans import BOHR_TO_ANGSTROM, PHENOL_TORSION, SAGE, build_force_
 from bespoke_dask.schema import FitTarget, ForceBalanceSettings, TorsionProfileSettings
 from bespoke_dask.stages.optimize import forcebalance
 from bespoke_dask.stages.optimize.forcebalance import ForceBalanceError, fit_forcebalance
-from bespoke_dask.stages.optimize.profiles import profile_error, qc_energies, relaxed_profile
+from bespoke_dask.stages.optimize.metrics import profile_error
+from bespoke_dask.stages.optimize.profiles import qc_energies, relaxed_profile
 
 START_K = [0.0, 0.9, 0.0, 0.0]
 

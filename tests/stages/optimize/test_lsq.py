@@ -13,7 +13,8 @@ from synthetic_scans import CCCO, CCOH, PHENOL_TORSION, SAGE, build_force_field,
 
 from bespoke_dask.schema import LeastSquaresSettings, TorsionProfileSettings
 from bespoke_dask.stages.optimize.lsq import K_LIMIT, fit_lsq, torsion_profile_weights
-from bespoke_dask.stages.optimize.profiles import profile_error, qc_energies, relaxed_profile
+from bespoke_dask.stages.optimize.metrics import profile_error
+from bespoke_dask.stages.optimize.profiles import qc_energies, relaxed_profile
 
 FLAT = 1000.0  # kcal/mol, a prior too wide to matter
 EXACT = 5e-3  # kcal/mol

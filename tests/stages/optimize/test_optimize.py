@@ -31,7 +31,7 @@ def test_lsq_fit_of_two_torsions(smirks_module, propanol_targets):
     assert result.optimizer == "lsq" and result.message is None and result.wall_time > 0
     assert [p.smirks for p in result.parameters] == [CCCO.smirks, CCOH.smirks]
     assert all(p.k_determined == [True, True, True] for p in result.parameters)
-    assert [m.smirks for m in result.metrics] == [CCCO.smirks, CCOH.smirks]
+    assert [m.smirks for m in result.metrics] == [[CCCO.smirks], [CCOH.smirks]]
     assert result.final.rmse < 0.1 < result.initial.rmse  # kcal/mol
     assert result.base.rmse > 0.1  # plain Sage: these scans were made with other k's
     for error in (result.base, result.initial, result.final):
@@ -48,7 +48,7 @@ def test_lsq_fit_of_two_torsions(smirks_module, propanol_targets):
 
 
 def test_targets_must_name_a_parameter(smirks_module, propanol_targets):
-    stray = FitTarget(smirks="[*:1]~[#6:2]-[#6:3]~[*:4]", scan=propanol_targets[0].scan)
+    stray = FitTarget(smirks=["[*:1]~[#6:2]-[#6:3]~[*:4]"], scan=propanol_targets[0].scan)
     with pytest.raises(ValueError, match="not among the parameters"):
         optimize(workflow(), [CCCO], [stray])
 

@@ -24,12 +24,11 @@ from bespoke_dask.stages.optimize.profiles import (
     _rotate,
     check_grid_angles,
     dihedrals,
-    profile_error,
     qc_energies,
     qc_geometries,
     relaxed_profile,
-    torsion_metrics,
 )
+from bespoke_dask.stages.optimize.metrics import profile_error, torsion_metrics
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +127,9 @@ def test_split_terms_cover_every_torsion_of_a_wildcard_parameter(phenol_target, 
 
 
 def test_torsion_metrics_agree_with_an_independent_evaluation(propanol_targets, propanol_force_field, sage):
-    metrics, initial, final = torsion_metrics(sage, propanol_force_field, propanol_targets)
-    assert [m.smirks for m in metrics] == [CCCO.smirks, CCOH.smirks]
+    metrics, pooled_errors = torsion_metrics({"initial": sage, "final": propanol_force_field}, propanol_targets)
+    initial, final = pooled_errors["initial"], pooled_errors["final"]
+    assert [m.smirks for m in metrics] == [[CCCO.smirks], [CCOH.smirks]]
     pooled = []
     for metric, target in zip(metrics, propanol_targets):
         qc = qc_energies(target.scan)
@@ -140,6 +140,8 @@ def test_torsion_metrics_agree_with_an_independent_evaluation(propanol_targets, 
         assert metric.initial.rmse > 0.5  # Sage is not the truth
         assert metric.final.rmse < 1e-6  # the true force field is
         assert metric.dihedral == target.scan.dihedral and metric.mapped_smiles == PROPANOL
+        assert metric.angles == [point.angle for point in target.scan.grid]
+        assert len(metric.initial_energies) == len(metric.qc_energies) == len(qc)
         pooled.append(expected.rmse**2 * len(qc))
     n_points = sum(len(t.scan.grid) for t in propanol_targets)
     assert initial.rmse == pytest.approx(np.sqrt(sum(pooled) / n_points), abs=1e-6)
@@ -159,7 +161,7 @@ def test_charges_are_computed_once_per_molecule(phenol_target):
 
 def test_metrics_need_targets(sage):
     with pytest.raises(ValueError):
-        torsion_metrics(sage, sage, [])
+        torsion_metrics({"initial": sage}, [])
 
 
 def test_fit_target_round_trips_as_json(phenol_target):
