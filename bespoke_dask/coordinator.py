@@ -31,6 +31,10 @@ from bespoke_dask.store import Store
 SCANS = "scan"  # store folder of finished torsiondrives, keyed by their task's hash
 
 
+class CacheMiss(LookupError):
+    """A cache-only workflow needs a scan the store does not have."""
+
+
 class StageFailed(Exception):
     """A stage ended in error; its status already says why."""
 
@@ -118,6 +122,8 @@ class Coordinator:
                 targets = await self.compute(graph.TARGETS, molecule, fragmentation)
             async with self._stage(record, "qc-generation") as status:
                 tasks = {target.scan.content_hash(): target.scan for target in targets}
+                if workflow.cache_only:
+                    self._check_cached(tasks)
                 status.scans = [ScanProgress(smiles=task.smiles) for task in tasks.values()]
                 async with asyncio.TaskGroup() as group:
                     running = {
@@ -159,6 +165,14 @@ class Coordinator:
                 self._save(record)
 
     # -- torsiondrives ---------------------------------------------------------------
+    def _check_cached(self, tasks: dict[str, TorsionScanTask]) -> None:
+        """Raise naming every scan the store lacks (a cache-only workflow runs no QC)."""
+        missing = [task for key, task in tasks.items() if self.store.get(SCANS, key, TorsionScanResult) is None]
+        if missing:
+            names = "; ".join(f"{task.smiles} ({task.grid_spacing} deg, {task.qc_spec.program} "
+                              f"{task.qc_spec.method}/{task.qc_spec.basis})" for task in missing)
+            raise CacheMiss(f"cache only, but {len(missing)} of {len(tasks)} scans are not in the store: {names}")
+
     async def _scan(self, task: TorsionScanTask, progress: ScanProgress) -> TorsionScanResult:
         key = task.content_hash()
         try:

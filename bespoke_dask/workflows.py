@@ -78,7 +78,9 @@ class BespokeWorkflowFactory(WorkflowSettings):
 
 
 def check_workflow(workflow: BespokeWorkflow) -> None:
-    """Raise `InputError` if the force field or the QC engine cannot handle the molecule."""
+    """Raise `InputError` if the force field or the QC engine cannot handle the molecule.
+
+    A cache-only workflow runs no QC, so its QC engine is not checked."""
     from openff.toolkit import Molecule
 
     from bespoke_dask.stages.engines import check_qc_spec
@@ -86,5 +88,6 @@ def check_workflow(workflow: BespokeWorkflow) -> None:
 
     molecule = Molecule.from_mapped_smiles(workflow.smiles, allow_undefined_stereo=True)
     symbols = {atom.symbol for atom in molecule.atoms}
-    check_qc_spec(workflow.qc_spec, symbols, molecule.total_charge.m)
+    if not workflow.cache_only:
+        check_qc_spec(workflow.qc_spec, symbols, molecule.total_charge.m)
     check_force_field(workflow.smiles, workflow.initial_force_field)

@@ -6,6 +6,7 @@ Each record gives the grid and QC spec; --workflow / --workflow-file give the re
 while an executor runs on the directory: the store is read whenever a scan is asked for.
 """
 
+import json
 import warnings
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +33,7 @@ from bespoke_dask.stages.qcarchive import (
     read_torsiondrives,
     scan_results_from_torsiondrives,
 )
+from bespoke_dask.stages.scan_file import is_plain_scan_data, read_plain_scans, scan_result_from_plain
 
 app = typer.Typer(help="The executor's QC cache.", no_args_is_help=True)
 
@@ -41,7 +43,11 @@ app = typer.Typer(help="The executor's QC cache.", no_args_is_help=True)
 def update(
     file: Annotated[
         Path,
-        typer.Option("--file", help="JSON of QCSchema TorsionDriveResult records: a list, one, or by name."),
+        typer.Option(
+            "--file",
+            help="JSON of QCSchema TorsionDriveResult records (a list, one, or by name), or plain torsion "
+            "scans (SMILES, dihedral, QC spec, and per grid point geometry in angstrom and energy in hartree).",
+        ),
     ],
     directory: Directory = Path(DEFAULT_DIRECTORY),
     workflow: Workflow = "default",
@@ -49,8 +55,18 @@ def update(
     target_torsion: TargetTorsion = None,
     force_field: ForceFieldOption = None,
 ):
-    """Seed the store with finished 1-D torsiondrives (e.g. a QCArchive export); no QC is run."""
+    """Seed the store with finished 1-D torsion scans (a QCArchive export, or plain scans); no QC is run."""
     factory = workflow_factory(workflow, workflow_file, None, target_torsion, force_field, None)
+    if _is_plain(file):
+        plain = read_plain_scans(file)
+        scans = [scan_result_from_plain(scan, factory, f"scan {n}") for n, scan in enumerate(plain, start=1)]
+        added = seed_scans(directory, scans)
+        console.print(
+            f"{added} of {len(plain)} plain scans added as new scans ({len(scans) - added} already stored) to {directory}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     records = read_torsiondrives(file)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedTorsionDrive)
@@ -65,6 +81,13 @@ def update(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _is_plain(path: Path) -> bool:
+    try:
+        return is_plain_scan_data(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return False  # read_torsiondrives says what is wrong with the file
 
 
 KINDS = {

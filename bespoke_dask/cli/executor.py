@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bespoke_dask.cli.display import fit_table, parameter_table, status_view
 from bespoke_dask.cli.options import (
+    CacheOnly,
     Directory,
     ForceFieldOption,
     MoleculeFile,
@@ -65,6 +66,7 @@ def run(
     target_torsion: TargetTorsion = None,
     force_field: ForceFieldOption = None,
     optimizer: OptimizerOption = None,
+    cache_only: CacheOnly = False,
     output: Annotated[Optional[Path], typer.Option(help="Write the result JSON here.")] = None,
     output_force_field: Annotated[
         Optional[Path], typer.Option(help="Write the bespoke force field (OFFXML) here.")
@@ -79,7 +81,7 @@ def run(
     ] = None,
 ):
     """Fit one molecule on a fresh local cluster and wait for the result."""
-    factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer)
+    factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only)
     workflows = build_workflows(factory, smiles, file)
     if len(workflows) != 1:
         raise InputError(f"run fits one molecule, {len(workflows)} were given: use submit")
@@ -146,6 +148,7 @@ def submit(
     target_torsion: TargetTorsion = None,
     force_field: ForceFieldOption = None,
     optimizer: OptimizerOption = None,
+    cache_only: CacheOnly = False,
     save_submission_info: Annotated[
         bool, typer.Option(help="Write the ids to submission.json in the current directory.")
     ] = False,
@@ -153,7 +156,7 @@ def submit(
     directory: Directory = Path(DEFAULT_DIRECTORY),
 ):
     """Submit molecules to a running executor; prints their ids."""
-    factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer)
+    factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only)
     workflows = build_workflows(factory, smiles, file)
     executor = connect(scheduler, directory)
     try:

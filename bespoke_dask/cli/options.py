@@ -78,6 +78,15 @@ Directory = Annotated[Path, typer.Option("--directory", help="The executor's dir
 WorkflowId = Annotated[str, typer.Option("--id", help="Workflow id.")]
 
 
+CacheOnly = Annotated[
+    bool,
+    typer.Option(
+        "--cache-only",
+        help="Run no QC: fit to scans already in the store (cache update); fail at once naming any that are missing.",
+    ),
+]
+
+
 def workflow_factory(
     workflow: str,
     workflow_file: Path | None,
@@ -85,6 +94,7 @@ def workflow_factory(
     target_torsion: list[str] | None,
     force_field: str | None,
     optimizer: str | None,
+    cache_only: bool = False,
 ) -> BespokeWorkflowFactory:
     """The named or saved workflow settings with the command-line overrides applied."""
     factory = (
@@ -103,6 +113,8 @@ def workflow_factory(
         if optimizer not in OPTIMIZERS:
             raise InputError(f"unknown optimizer '{optimizer}': choose forcebalance or lsq")
         overrides["optimizer"] = OPTIMIZERS[optimizer]()
+    if cache_only:
+        overrides["cache_only"] = True
     return factory.model_copy(update=overrides)
 
 

@@ -154,6 +154,9 @@ class WorkflowSettings(SchemaModel):
     )
     periodicities: list[int] = [1, 2, 3, 4]
     prior_width: float = Field(6.0, description="kcal/mol; Gaussian prior width of each k")
+    cache_only: bool = Field(
+        False, description="run no QC: every scan must be in the store already, else the workflow fails naming them"
+    )
 
 
 class BespokeWorkflow(WorkflowSettings):
@@ -173,8 +176,8 @@ class BespokeWorkflow(WorkflowSettings):
         )
 
 
-# Settings only the optimize stage reads.
-FIT_SETTINGS = ("optimizer", "target", "prior_width")
+# Settings only the optimize stage (or the coordinator) reads: fragments and scans do not depend on them.
+FIT_SETTINGS = ("optimizer", "target", "prior_width", "cache_only")
 
 
 # BespokeFit's name for the same object.

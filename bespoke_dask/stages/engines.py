@@ -158,11 +158,18 @@ print("CATALOGUE" + json.dumps({"gradient": sorted(proc_table.procedures["gradie
 
 @dataclass(frozen=True)
 class D3Correction:
-    """A psi4 method split into its plain functional and psi4's D3 term (two-body, as psi4 runs dftd3)."""
+    """A psi4 method split into its plain functional and a D3 term (two-body, as psi4 runs dftd3).
+
+    The D3 parameters are psi4's own for its D3 functionals (`params`), else those the dftd3
+    package has for the plain functional (`params` None: looked up by `functional`).
+    """
 
     functional: str
     damping: str  # d3zero, d3bj, d3mzero, d3mbj
-    params: dict[str, float]
+    params: dict[str, float] | None = None
+
+
+_D3_SUFFIXES = {"-d3bj": "d3bj", "-d3(bj)": "d3bj", "-d3mbj": "d3mbj", "-d3zero": "d3zero", "-d3": "d3zero", "-d3mzero": "d3mzero"}
 
 
 @dataclass(frozen=True)
@@ -205,6 +212,11 @@ def d3_dispersion(correction: D3Correction, numbers, positions) -> tuple[float, 
     """D3 energy (hartree) and gradient (hartree/bohr, natom x 3) at `positions` (bohr)."""
     from dftd3 import interface
 
+    if correction.params is None:  # the dftd3 package's own parameters for the functional
+        damping = _library_damping(correction)
+        model = interface.DispersionModel(np.asarray(numbers), np.asarray(positions, dtype=float).reshape(-1, 3))
+        result = model.get_dispersion(damping, grad=True)
+        return float(result["energy"]), result["gradient"]
     p = correction.params
     damping = {
         "d3bj": lambda: interface.RationalDampingParam(s6=p["s6"], s8=p["s8"], a1=p["a1"], a2=p["a2"], s9=0.0),
@@ -251,12 +263,46 @@ class Psi4Harness(QCEnginePsi4Harness):
         return _add_dispersion(super().compute(plain, config), input_model, correction)
 
 
+def _library_damping(correction: D3Correction):
+    """The dftd3 package's damping parameters for `correction.functional` (three-body term off, as psi4)."""
+    from dftd3 import interface
+
+    kind = {
+        "d3bj": interface.RationalDampingParam,
+        "d3zero": interface.ZeroDampingParam,
+        "d3mbj": interface.ModifiedRationalDampingParam,
+        "d3mzero": interface.ModifiedZeroDampingParam,
+    }[correction.damping]
+    return kind(method=correction.functional, atm=False)
+
+
+def _library_correction(method: str, catalogue: "Psi4Catalogue") -> D3Correction | None:
+    """`<functional>-d3...` as psi4's plain functional plus the dftd3 package's D3 for it, if both exist."""
+    for suffix, damping in _D3_SUFFIXES.items():
+        if method.endswith(suffix):
+            functional = method[: -len(suffix)]
+            if functional not in catalogue.gradient_methods:
+                return None
+            correction = D3Correction(functional, damping)
+            try:
+                _library_damping(correction)
+            except Exception:  # the dftd3 package has no parameters for it
+                return None
+            return correction
+    return None
+
+
 def _d3_correction(method: str) -> D3Correction | None:
     """How to split `method` into plain psi4 + D3, or None to run it as it is."""
-    if "-d3" not in method.lower():
+    method = method.lower()
+    if "-d3" not in method:
         return None
     catalogue = psi4_catalogue()
-    return None if catalogue is None else catalogue.d3.get(method.lower())
+    if catalogue is None:
+        return None
+    if method in catalogue.d3:  # psi4's own D3 functional: plain + D3, or not splittable (None)
+        return catalogue.d3[method]
+    return _library_correction(method, catalogue)
 
 
 @functools.lru_cache(maxsize=1)
@@ -353,8 +399,13 @@ def _psi4_model_error(spec: QCSpec) -> str | None:
         return None  # psi4 is not on this machine: the worker that runs it will tell
     if psi4_basis_elements(spec.basis) is None:
         return f"psi4 has no basis set {spec.basis!r} (looked in {_psi4_basis_directory()})"
-    if spec.method in catalogue.d3 and catalogue.d3[spec.method] is None:
-        return f"psi4 cannot do {spec.method!r} here: it needs the dftd3 executable"
+    if _d3_correction(spec.method) is not None:
+        return None
+    if "-d3" in spec.method:
+        return (
+            f"psi4 cannot do {spec.method!r} here: it needs the dftd3 executable, and the dftd3 package "
+            f"has no D3 parameters for a plain psi4 functional of that name"
+        )
     if spec.method not in catalogue.gradient_methods:
         return f"psi4 has no gradient for method {spec.method!r}"
     return None

@@ -26,6 +26,7 @@ from rdkit.Geometry import Point3D
 
 from bespoke_dask.errors import InputError
 from bespoke_dask.schema import BespokeWorkflow, GridPoint, QCSpec, TorsionScanResult, WorkflowSettings
+from bespoke_dask.stages.scan_file import normalised_angle
 from bespoke_dask.stages.targets import scan_task
 
 CMILES = "canonical_isomeric_explicit_hydrogen_mapped_smiles"
@@ -229,11 +230,11 @@ def _bonded(molecule: Molecule, a: int, b: int) -> bool:
 
 
 def _angle(key: str, name: str) -> float:
-    """A grid id as qcengine ("-165") or QCFractal ("[-165]") writes it."""
+    """A grid id as qcengine ("-165") or QCFractal ("[-165]") writes it, in (-180, 180]."""
     numbers = re.findall(r"-?\d+(?:\.\d+)?", str(key))
     if len(numbers) != 1:
         raise InputError(f"{name}: grid point '{key}' is not one angle")
-    return float(numbers[0])
+    return normalised_angle(float(numbers[0]))
 
 
 def _field(data: Mapping, name: str, key: str):

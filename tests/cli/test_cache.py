@@ -1,6 +1,7 @@
 """`cache update`: a seeded torsiondrive saves a later workflow its QC; bad files are one line, exit 2."""
 
 import json
+from pathlib import Path
 
 import pytest
 from qcschema_torsiondrives import ETHER, ETHER_SETTINGS
@@ -82,3 +83,58 @@ def test_a_bad_file_is_one_line_and_exit_code_2(tmp_path, content, message):
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "executor").exists()
+
+
+PLAIN = Path(__file__).parents[1] / "data" / "torsiontest2000" / "testcase-2497-plain.json"
+
+
+def test_a_fit_to_plain_dft_scans_runs_zero_qc(tmp_path):
+    """Real wB97X-D3BJ/def2-TZVPD scan (TorsionTest2000) -> cache update -> executor run --cache-only."""
+    from bespoke_dask import BespokeWorkflowFactory
+    from bespoke_dask.schema import LeastSquaresSettings, NoFragmentation
+    from bespoke_dask.stages.scan_file import bond_smarts, read_plain_scans, scan_result_from_plain
+
+    settings = tmp_path / "workflow.json"
+    BespokeWorkflowFactory(fragmentation=NoFragmentation(), optimizer=LeastSquaresSettings()).to_file(settings)
+    directory = tmp_path / "executor"
+    seeded = update("--file", str(PLAIN), "--directory", str(directory), "--workflow-file", str(settings))
+    assert seeded.exit_code == 0, seeded.output
+    assert seeded.output.startswith("1 of 1 plain scans added as new scans")
+    (scan,) = read_plain_scans(PLAIN)
+    result = scan_result_from_plain(scan, BespokeWorkflowFactory(fragmentation=NoFragmentation()))
+    output = tmp_path / "result.json"
+    run = runner.invoke(app, [
+        "executor", "run", "--smiles", result.mapped_smiles, "--workflow-file", str(settings),
+        "--qc-spec", "psi4", "wb97x-d3bj", "def2-tzvpd", "--cache-only",
+        "--target-torsion", bond_smarts(result), "--directory", str(directory), "--output", str(output),
+    ])
+    assert run.exit_code == 0, run.output
+    fit = json.loads(output.read_text())["results"]
+    assert fit["final"]["rmse"] <= fit["base"]["rmse"]
+    assert fit["metrics"][0]["qc_energies"] and len(fit["metrics"][0]["angles"]) == 24
+    qc = directory / "store" / "qc"
+    assert not qc.exists() or not any(qc.rglob("*.json"))  # no QC ran
+    assert not (directory / "store" / "scan-start").exists()
+
+
+def test_cache_only_fails_at_once_naming_the_missing_scans(tmp_path):
+    run = runner.invoke(app, [
+        "executor", "run", "--smiles", "CC(=O)Nc1ccccc1", "--workflow", "debug", "--cache-only",
+        "--qc-spec", "psi4", "wb97x-d3bj", "def2-tzvpd", "--directory", str(tmp_path / "executor"),
+    ])
+    assert run.exit_code == 2
+    assert "cache only, but 2 of 2 scans are not in the store" in run.output
+    assert not (tmp_path / "executor" / "store" / "qc").exists()
+
+
+def test_the_full_circle_and_minus_180_are_the_standard_full_scan():
+    from bespoke_dask.schema import QCSpec, TorsionScanTask
+    from bespoke_dask.schema.workflow import ConstrainedOptimizationSettings
+    from bespoke_dask.stages.scan_file import normalised_angle
+
+    common = dict(smiles="[CH3:1][OH:2]", grid_spacing=15, n_conformers=1, qc_spec=QCSpec(),
+                  optimization=ConstrainedOptimizationSettings())
+    full = TorsionScanTask(**common)
+    assert TorsionScanTask(**common, scan_range=(-180, 180)).content_hash() == full.content_hash()
+    assert TorsionScanTask(**common, scan_range=(-90, 90)).content_hash() != full.content_hash()
+    assert normalised_angle(-180) == 180.0 and normalised_angle(-165.0) == -165.0 and normalised_angle(540) == 180.0

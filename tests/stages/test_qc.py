@@ -220,6 +220,8 @@ def test_check_qc_spec_rejects(spec, elements, message):
         (QCSpec(method="b3lyp-d3bj", basis="nosuchbasis"), ["C"], "psi4 has no basis set 'nosuchbasis'"),
         (QCSpec(method="nosuchmethod"), ["C"], "psi4 has no gradient for method 'nosuchmethod'"),
         (QCSpec(method="b97-d3bj"), ["C"], "needs the dftd3 executable"),
+        # psi4 1.3's wB97X-D3BJ is wB97X-V's functional without VV10: not plain wB97X plus D3
+        (QCSpec(method="wb97x-d3bj", basis="def2-tzvpd"), ["C"], "needs the dftd3 executable"),
         (QCSpec(method="b3lyp", basis=None), ["C"], "needs a basis set"),
     ],
 )
@@ -227,6 +229,22 @@ def test_check_qc_spec_rejects_psi4(spec, elements, message):
     with pytest.raises(InputError) as error:
         check_qc_spec(spec, elements)
     assert message in str(error.value)
+
+
+@needs_psi4
+def test_psi4_d3bj_of_a_functional_psi4_has_no_d3_for_uses_the_dftd3_packages_parameters():
+    """psi4 1.3 has BHandHLYP but no BHandHLYP-D3BJ; the dftd3 package has its D3(BJ): plain + D3."""
+    register_engines()
+    xyz = np.array(METHANOL_XYZ)
+    check_qc_spec(QCSpec(method="bhandhlyp-d3bj", basis="dzvp"), ["C", "H", "O"])
+    energy, _ = _psi4("energy", xyz, "bhandhlyp-d3bj")
+    plain, _ = _psi4("energy", xyz, "bhandhlyp")
+    from dftd3.interface import DispersionModel, RationalDampingParam
+
+    damping = RationalDampingParam(method="bhandhlyp", atm=False)
+    d3 = DispersionModel(np.array([6, 8, 1, 1, 1, 1]), xyz).get_dispersion(damping, grad=False)
+    assert d3["energy"] < 0
+    assert float(energy) == pytest.approx(float(plain) + d3["energy"], abs=1e-9)
 
 
 @needs_psi4
