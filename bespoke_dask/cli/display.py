@@ -58,21 +58,20 @@ def status_view(output: BespokeExecutorOutput) -> Group:
 
 
 def fit_table(result: FitResult) -> Table:
-    """Torsion-profile errors (kcal/mol) against the QC scans: in the fit window and at all points."""
+    """Torsion-profile errors (kcal/mol) against the QC scans of the base force field and the bespoke one."""
     table = Table(title=f"torsion-profile RMSE against the QC scans (kcal/mol), {result.optimizer} fit")
-    for column in ("torsion", "initial", "bespoke", "bespoke max", "initial, all points", "bespoke, all points"):
+    for column in ("torsion", "base", "bespoke", "bespoke max", "base, all points", "bespoke, all points"):
         table.add_column(column, justify="left" if column == "torsion" else "right")
-    rows = [(f"{escape(readable(m.mapped_smiles))} {m.dihedral}", m.initial, m.final) for m in result.metrics]
-    if result.initial is not None and result.final is not None:
-        rows.append(("[bold]molecule[/]", result.initial, result.final))
-    for label, initial, final in rows:
+    rows = [(f"{escape(readable(m.mapped_smiles))} {m.dihedral}", m.base or m.initial, m.final) for m in result.metrics]
+    if result.final is not None:
+        rows.append(("[bold]molecule[/]", result.base or result.initial, result.final))
+    for label, base, final in rows:
         table.add_row(
-            label, f"{initial.rmse:.3f}", f"[bold]{final.rmse:.3f}", f"{final.max_error:.3f}",
-            _optional(initial.rmse_all), _optional(final.rmse_all),
+            label, f"{base.rmse:.3f}", f"[bold]{final.rmse:.3f}", f"{final.max_error:.3f}",
+            _optional(base.rmse_all), _optional(final.rmse_all),
         )
-    if result.base is not None:
-        table.add_row("[dim]base force field[/]", f"[dim]{result.base.rmse:.3f}", "", "", _optional(result.base.rmse_all), "")
-    table.caption = f"{result.protocol}. Fit took {result.wall_time:.1f} s."
+    kept = f" {len(result.kept_base)} parameters kept the base terms (their fit was worse)." if result.kept_base else ""
+    table.caption = f"{result.protocol}. Base: the initial force field as it is. Fit took {result.wall_time:.1f} s.{kept}"
     return table
 
 
