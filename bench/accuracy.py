@@ -81,14 +81,16 @@ def main(argv=None) -> None:
 
 def dft(args) -> list[dict]:
     """Seed every TorsionTest2000 scan, fit each with a cache-only workflow, score on its DFT energies."""
-    from torsiontest2000 import to_plain_scan
+    from torsiontest2000 import QC_SPEC, to_plain_scan
 
     from bespoke_dask import BespokeDaskExecutor, BespokeWorkflowFactory
-    from bespoke_dask.schema import LeastSquaresSettings, NoFragmentation
+    from bespoke_dask.schema import LeastSquaresSettings, NoFragmentation, QCSpec
     from bespoke_dask.stages.scan_file import PlainTorsionScan, bond_smarts, scan_result_from_plain
 
     files = sorted(TT2000.glob("testcase-*.json"))[: args.limit]
-    factory = BespokeWorkflowFactory(fragmentation=NoFragmentation(), optimizer=LeastSquaresSettings(), cache_only=True)
+    factory = BespokeWorkflowFactory(
+        fragmentation=NoFragmentation(), qc_spec=QCSpec(**QC_SPEC), optimizer=LeastSquaresSettings(), cache_only=True
+    )
     plain = args.directory / "plain-scans.json"
     args.directory.mkdir(parents=True, exist_ok=True)
     plain.write_text(json.dumps([to_plain_scan(path) for path in files]))
