@@ -127,7 +127,9 @@ class LeastSquaresSettings(SchemaModel):
         "and ForceBalance's TorsionProfile), or compared up to a fitted weighted-mean offset per scan",
     )
     hold_undetermined: bool = Field(
-        True, description="k's the scans leave to the prior are held exactly at their starting values"
+        False,
+        description="hold k's the scans leave to the prior exactly at their starting values (off: the prior "
+        "keeps them near their start, and combinations the scans do determine still move)",
     )
 
 

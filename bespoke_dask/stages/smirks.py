@@ -96,14 +96,10 @@ def _symmetry_groups(parent: Molecule, bonds: list[Bond]) -> list[list[Torsion]]
 
 
 def _in_fragment(group: list[Torsion], to_fragment: dict[int, int], bond: Bond) -> list[Torsion]:
-    """The group's torsions about the fragment's bond, in fragment indices."""
-    found = []
-    for torsion in group:
-        if all(atom in to_fragment for atom in torsion):
-            mapped = oriented(to_fragment[atom] for atom in torsion)
-            if set(mapped[1:3]) == set(bond):
-                found.append(mapped)
-    if not found:
+    """The group's torsions present in the fragment, in fragment indices: those about its central bond,
+    and about any symmetric copy of that bond the fragment also holds (e.g. the parent itself)."""
+    found = [oriented(to_fragment[atom] for atom in torsion) for torsion in group if all(a in to_fragment for a in torsion)]
+    if not any(set(torsion[1:3]) == set(bond) for torsion in found):
         raise BespokeSmirksError(f"the fragment lacks the atoms of parent torsions {group}")
     return found
 
