@@ -77,7 +77,7 @@ def pool_section(system: str, pool: Pool) -> dict:
 def worker_config(section: dict, pool: Pool) -> BespokeWorkerConfig:
     """What each of the pool's tasks gets: the job's cores and memory shared by its tasks."""
     tasks = (section.get("processes") or 1) * pool_setting(pool, "n-tasks")
-    memory = parse_bytes(section["memory"]) / tasks / 2**30 if section.get("memory") else None
+    memory = parse_bytes(section["memory"]) / tasks / 2**30
     return BespokeWorkerConfig(n_cores=max(1, section["cores"] // tasks), max_memory=memory)
 
 
@@ -87,6 +87,11 @@ def job_options(system: str, pool: Pool, directory: Path, loopback: bool = False
     `loopback`: the scheduler listens on 127.0.0.1, so workers do too (one node only).
     """
     section = pool_section(system, pool)
+    if not section.get("cores") or not section.get("memory"):
+        raise InputError(
+            f"jobqueue.{SYSTEMS[system][1]}-{WORKER_TYPES[pool]} (or its base jobqueue.{SYSTEMS[system][1]}) "
+            "needs cores and memory: see the shipped jobqueue.yaml"
+        )
     # Every setting is resolved now, so jobs started later do not depend on dask.config then.
     options = {
         key.replace("-", "_"): value
