@@ -35,6 +35,7 @@ class SrunJob(ProcessInterface):
 
     def __init__(self, scheduler: str, name: str, **job_options):
         super().__init__(scheduler=scheduler, name=name)
+        self.name = name
         self._job = SLURMJob(scheduler, name=name, **job_options)
         self.log_directory = Path(self._job.log_directory)
         self._process: asyncio.subprocess.Process | None = None

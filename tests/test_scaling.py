@@ -102,3 +102,31 @@ def test_fake_sbatch_min_jobs_are_kept_while_idle(fake_slurm, tmp_path):
     finally:
         scaler.stop()
         cluster.close()
+
+
+@pytest.mark.slow
+def test_fake_sbatch_a_job_near_its_walltime_finishes_its_task_then_hands_over(fake_slurm, tmp_path):
+    # walltime 20 s: drained for its second half, i.e. 10 s after its worker joined
+    with dask.config.set({"jobqueue.slurm": {"cores": 1, "memory": "1GiB", "processes": 1, "walltime": "00:00:20"}}):
+        cluster = BatchCluster("slurm", tmp_path / "executor")
+    scaler = PoolScaler(cluster, max_jobs={"qc": 1}, idle_timeout=30.0, interval=0.2)
+    try:
+        scaler.start()
+        with Client(cluster.scheduler_address) as client:
+            first = client.submit(time.sleep, 0.1, resources={"qc": 1}, pure=False)
+            first.result(timeout=150)
+            # runs across the drain point: it must finish where it started, never be restarted
+            long = client.submit(time.sleep, 12, resources={"qc": 1}, pure=False)
+            queued = client.submit(time.sleep, 0.1, resources={"qc": 1}, pure=False)
+            client.gather([long, queued])
+            story = cluster.scheduler.story(long.key)
+            assert sum(1 for event in story if event[1:3] == ("waiting", "processing")) == 1
+            _wait(lambda: "qc-compute-0" not in cluster.jobs("qc"), what="the drained job released")
+            history = {}
+            for _, job, what in scaler.events:
+                history.setdefault(job, []).append(what)
+            assert history["qc-compute-0"] == ["submitted", "started", "draining", "released"]
+            assert history["qc-compute-1"][0] == "submitted"  # its successor, asked for while it drained
+    finally:
+        scaler.stop()
+        cluster.close()

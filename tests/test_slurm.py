@@ -21,15 +21,15 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
 ]
-# Small shapes on a 2-core node: each pool's own cores and memory, so the test can tell them apart.
-SHAPES = {"fragmenter": ("1", "1500M"), "qc-compute": ("1", "1700M"), "optimizer": ("1", "1600M")}
+# Small shapes on a 2-core node, each pool's own cores and memory (whole GiB: SLURM rounds up).
+SHAPES = {"fragmenter": ("1", "2G"), "qc-compute": ("2", "3G"), "optimizer": ("1", "4G")}
 
 
 def small_jobqueue_config(path: Path) -> Path:
     """The shipped jobqueue.yaml with each pool shrunk to one core and its own memory."""
     config = yaml.safe_load((REPOSITORY / "jobqueue.yaml").read_text())
     for pool, (cores, memory) in SHAPES.items():
-        config["jobqueue"][f"slurm-{pool}"].update(cores=int(cores), memory=memory.replace("M", "MiB"))
+        config["jobqueue"][f"slurm-{pool}"].update(cores=int(cores), memory=memory.replace("G", "GiB"))
     config["jobqueue"]["slurm"]["death-timeout"] = 30
     config["bespoke-dask"] = {"batch": {"interval": "1s", "idle-timeout": "5s"}}
     path.write_text(yaml.safe_dump(config))
@@ -79,8 +79,8 @@ def test_a_molecule_is_fitted_on_slurm_jobs_of_each_pools_own_shape(tmp_path):
             assert seen["bespoke-optimizer"] == {SHAPES["optimizer"]}
             scripts = {path.stem: path.read_text() for path in (directory / "jobs").glob("*.sh")}
             qc_script = next(text for name, text in scripts.items() if name.startswith("qc-compute-"))
-            assert "#SBATCH --cpus-per-task=1" in qc_script and "#SBATCH --mem=1700M" in qc_script
-            assert "--resources qc=1" in qc_script and "export BEFLOW_QC_COMPUTE_WORKER_N_CORES=1" in qc_script
+            assert "#SBATCH --cpus-per-task=2" in qc_script and "#SBATCH --mem=3G" in qc_script
+            assert "--resources qc=1" in qc_script and "export BEFLOW_QC_COMPUTE_WORKER_N_CORES=2" in qc_script
             fragmenter_script = next(text for name, text in scripts.items() if name.startswith("fragmenter-"))
             assert "--resources fragmenter=1" in fragmenter_script
             # the finished workflow leaves nothing to do: idle QC jobs are released
@@ -106,7 +106,7 @@ def test_inside_one_allocation_each_pools_workers_are_srun_steps_of_its_shape(tm
         env = dict(slurm.env, PATH=f"{Path(sys.executable).parent}:{slurm.env['PATH']}")
         log = open(tmp_path / "launch.log", "w")
         salloc = subprocess.Popen(
-            ["salloc", "-n", "2", "-c", "1", "--mem=3600M", "--job-name=bespoke-allocation",
+            ["salloc", "-n", "1", "-c", "2", "--mem=4G", "--job-name=bespoke-allocation",
              "bespoke-dask", "executor", "launch", "--cluster", "slurm-allocation", "--directory", str(directory),
              "--jobqueue-config", str(small_jobqueue_config(tmp_path / "jobqueue.yaml"))],
             env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -121,7 +121,9 @@ def test_inside_one_allocation_each_pools_workers_are_srun_steps_of_its_shape(tm
             with Client(info["address"], timeout=30) as client:
                 # a QC-pool task brings a QC step: the pool's job script run by srun
                 future = client.submit(time.sleep, 3, resources={"qc": 1}, pure=False)
+                deadline = time.monotonic() + 120
                 while not future.done():
+                    assert time.monotonic() < deadline, (tmp_path / "launch.log").read_text()[-3000:]
                     out = slurm.run("squeue", "-s", "-h", "-o", "%j|%i", check=False).stdout
                     steps |= {line.split("|")[0] for line in out.splitlines()}
                     time.sleep(0.5)
@@ -130,7 +132,7 @@ def test_inside_one_allocation_each_pools_workers_are_srun_steps_of_its_shape(tm
                 assert worker["resources"] == {"qc": 1} and worker["name"] == "qc-compute-0"
             assert "bespoke-qc-compute" in steps and "bespoke-fragmenter" not in steps
             script = (directory / "jobs" / "qc-compute-0.sh").read_text()
-            assert "--resources qc=1" in script and "#SBATCH --mem=1700M" in script
+            assert "--resources qc=1" in script and "#SBATCH --mem=3G" in script
             deadline = time.monotonic() + 60  # idle: the step ends, the allocation stays
             while "bespoke-qc-compute" in slurm.run("squeue", "-s", "-h", "-o", "%j", check=False).stdout:
                 assert time.monotonic() < deadline
