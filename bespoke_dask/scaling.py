@@ -26,6 +26,7 @@ from bespoke_dask.config import POOLS, Pool
 
 logger = logging.getLogger(__name__)
 LIGHT_TASKS_POOL: Pool = "qc"
+LOST_AFTER = 30.0  # seconds a started job may have no worker before it counts as gone
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Job:
     last_busy: float
     started: float | None = None  # its first worker joined
     draining: bool = False
+    missing_since: float | None = None  # its workers all left
 
 
 @dataclass
@@ -92,7 +94,7 @@ class PoolScaler:
     async def step(self) -> None:
         """Look at each pool's queue once; submit and release jobs accordingly."""
         now = time.monotonic()
-        self._forget_lost_jobs()
+        await self._forget_lost_jobs(now)
         for pool in POOLS:
             demand = pool_demand(self.cluster.scheduler, pool)
             jobs = [name for name in self.cluster.jobs(pool) if name in self.jobs]
@@ -104,7 +106,7 @@ class PoolScaler:
                 name = await self.cluster.add_job(pool)
                 self.jobs[name] = Job(pool, submitted=now, last_busy=now)
                 self._record(name, "submitted", f"{demand} tasks need {pool}")
-            await self.cluster_release(self._releasable(pool, serving, wanted, now), demand)
+            await self._release(self._releasable(pool, serving, wanted, now), demand)
 
     def _releasable(self, pool: Pool, serving: list[str], wanted: int, now: float) -> list[str]:
         """Idle draining jobs, and idle jobs beyond what the pool needs (longest idle first)."""
@@ -117,7 +119,7 @@ class PoolScaler:
         ]
         return surplus + drained
 
-    async def cluster_release(self, names: list[str], demand: int) -> None:
+    async def _release(self, names: list[str], demand: int) -> None:
         if names:
             await self.cluster.release_jobs(names)
             for name in names:
@@ -147,14 +149,24 @@ class PoolScaler:
         names = self.cluster.worker_names(name)
         return [worker for worker in self.cluster.scheduler.workers.values() if worker.name in names]
 
-    def _forget_lost_jobs(self) -> None:
-        """A job whose workers all left (walltime, node failure) is gone: drop it, so it is replaced."""
-        for name, job in list(self.jobs.items()):
-            if job.started is not None and not self._workers(name):
-                self.cluster.worker_spec.pop(name, None)
-                self.cluster.workers.pop(name, None)
+    async def _forget_lost_jobs(self, now: float) -> None:
+        """A started job whose workers stay away (walltime, node failure) is cancelled and replaced.
+
+        A nanny restarting its worker (e.g. after a cancel) leaves for a moment only, hence the grace.
+        """
+        lost = []
+        for name, job in self.jobs.items():
+            if job.started is None or self._workers(name):
+                job.missing_since = None
+            elif job.missing_since is None:
+                job.missing_since = now
+            elif now - job.missing_since > LOST_AFTER:
+                lost.append(name)
+        if lost:
+            await self.cluster.release_jobs(lost)
+            for name in lost:
                 del self.jobs[name]
-                self._record(name, "lost")
+                self._record(name, "lost", f"no worker for {LOST_AFTER:.0f} s")
 
     def _record(self, name: str, what: str, why: str = "") -> None:
         self.events.append((time.time(), name, what))

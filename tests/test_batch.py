@@ -140,3 +140,19 @@ def test_job_counts_and_walltimes_in_the_users_words():
     assert walltime_seconds("1-02:00:00") == 93600
     assert walltime_seconds("30") == 1800
     assert walltime_seconds(None) is None
+
+
+def test_launch_names_the_problem_with_an_unknown_cluster_or_outside_an_allocation(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bespoke_dask.cli import app
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    runner = CliRunner()
+    unknown = runner.invoke(app, ["executor", "launch", "--cluster", "lsf", "--directory", str(tmp_path)])
+    assert unknown.exit_code == 2 and "unknown cluster 'lsf'" in unknown.output
+    outside = runner.invoke(app, ["executor", "launch", "--cluster", "slurm-allocation", "--directory", str(tmp_path)])
+    assert outside.exit_code == 2 and "runs inside a SLURM allocation" in outside.output
+    bad_count = runner.invoke(app, ["executor", "launch", "--cluster", "slurm", "--max-jobs", "qc-compute=many",
+                                    "--directory", str(tmp_path)])
+    assert bad_count.exit_code == 2 and "POOL=N" in bad_count.output

@@ -42,9 +42,9 @@ def launch_batch(
         raise InputError(f"unknown cluster '{system}': choose local, {', '.join(SYSTEMS)}")
     if system == "slurm-allocation":
         check_allocation()
+    limits = {"min_jobs": parse_job_counts(min_jobs), "max_jobs": parse_job_counts(max_jobs)}
     load_jobqueue_config(jobqueue_config)
     _show_job_events()
-    limits = {"min_jobs": parse_job_counts(min_jobs), "max_jobs": parse_job_counts(max_jobs)}
     with console.status(f"starting the scheduler for {system} jobs"):
         cluster = BatchCluster(system, directory, host=host, port=port, dashboard_port=dashboard_port)
     scaler = coordinator = None
