@@ -17,6 +17,7 @@ from dask.utils import parse_bytes
 from dask_jobqueue.pbs import PBSJob
 from dask_jobqueue.slurm import SLURMJob
 from distributed import Scheduler, SpecCluster
+from distributed.core import Status
 
 from bespoke_dask.allocation import SrunJob
 from bespoke_dask.config import POOLS, BespokeWorkerConfig, Pool, pool_setting
@@ -29,19 +30,23 @@ SHIPPED_CONFIG = Path(__file__).parent / "jobqueue.yaml"
 _CLUSTER_KEYS = {"scheduler-options", "shared-temp-directory"}
 
 
-class _Recorded:
-    """Keeps every job script it submits under the log directory, for the user to read."""
+class _PoolJob:
+    """Keeps the job script it submits under the log directory, for the user to read."""
 
     async def start(self):
         Path(self.log_directory, f"{self.name}.sh").write_text(self.job_script())
         await super().start()
 
+    async def close(self):
+        await super().close()
+        self.status = Status.closed  # dask-jobqueue's Job leaves it running; SpecCluster checks it
 
-class SLURMPoolJob(_Recorded, SLURMJob):
+
+class SLURMPoolJob(_PoolJob, SLURMJob):
     """A SLURM job of one pool (`sbatch`/`scancel`)."""
 
 
-class PBSPoolJob(_Recorded, PBSJob):
+class PBSPoolJob(_PoolJob, PBSJob):
     """A PBS job of one pool (`qsub`/`qdel`)."""
 
 
