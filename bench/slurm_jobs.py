@@ -40,10 +40,15 @@ def one_round(cluster: BatchCluster, scaler: PoolScaler, client: Client) -> dict
     submitted = time.time()
     client.submit(time.sleep, 0.5, resources={"qc": 1}, pure=False).result()
     finished = time.time()
-    while cluster.jobs("qc"):
+    while not any(what == "released" for _, _, what in scaler.events[before:]):
         time.sleep(0.05)
-    events = {what: when for when, _, what in scaler.events[before:]}
+    (job,) = {name for _, name, what in scaler.events[before:] if what == "started"}
+    events = {what: when for when, name, what in scaler.events[before:] if name == job}
+    while "released" not in events:
+        time.sleep(0.05)
+        events = {what: when for when, name, what in scaler.events[before:] if name == job}
     return {
+        "jobs_submitted": sum(what == "submitted" for _, _, what in scaler.events[before:]),
         "job_start": events["started"] - events["submitted"],
         "task_latency": finished - submitted,
         "idle_release": events["released"] - finished,
@@ -69,7 +74,7 @@ def main() -> None:
         finally:
             scaler.stop()
             cluster.close()
-    summary = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
+    summary = {name: statistics.median(r[name] for r in rounds) for name in rounds[0] if name != "jobs_submitted"}
     for name, value in summary.items():
         print(f"{name:>13}: median {value:5.1f} s  ({', '.join(f'{r[name]:.1f}' for r in rounds)})")
     results = Path(__file__).parent / "results" / "slurm_jobs.json"

@@ -32,10 +32,11 @@ exit 0
 
 @pytest.fixture
 def fake_slurm(tmp_path, monkeypatch):
-    """A PATH whose sbatch/scancel run jobs locally; yields the folder holding their logs."""
+    """A PATH whose sbatch/scancel (and qsub/qdel) run jobs locally; yields the folder holding their logs."""
     bin_directory = tmp_path / "fake-slurm"
     bin_directory.mkdir()
-    for name, text in (("sbatch", FAKE_SBATCH), ("scancel", FAKE_SCANCEL)):
+    # PBS's qsub/qdel behave alike for dask-jobqueue (a job id out, the id to cancel in)
+    for name, text in (("sbatch", FAKE_SBATCH), ("scancel", FAKE_SCANCEL), ("qsub", FAKE_SBATCH), ("qdel", FAKE_SCANCEL)):
         (bin_directory / name).write_text(text)
         (bin_directory / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_directory}{os.pathsep}{os.environ['PATH']}")
@@ -89,9 +90,10 @@ def test_fake_sbatch_qc_jobs_follow_the_qc_queue_and_are_released_when_idle(fake
 
 
 @pytest.mark.slow
-def test_fake_sbatch_min_jobs_are_kept_while_idle(fake_slurm, tmp_path):
-    with dask.config.set({"jobqueue.slurm": {"cores": 1, "memory": "1GiB", "processes": 1}}):
-        cluster = BatchCluster("slurm", tmp_path / "executor")
+@pytest.mark.parametrize("system", ["slurm", "pbs"])
+def test_fake_sbatch_and_qsub_min_jobs_are_kept_while_idle(system, fake_slurm, tmp_path):
+    with dask.config.set({f"jobqueue.{system}": {"cores": 1, "memory": "1GiB", "processes": 1}}):
+        cluster = BatchCluster(system, tmp_path / "executor")
     scaler = PoolScaler(cluster, min_jobs={"optimizer": 1}, idle_timeout=0.5, interval=0.2)
     try:
         scaler.start()
