@@ -10,6 +10,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from bespoke_dask.cli.batch import ClusterOption, JobqueueConfig, MaxJobs, MinJobs, launch_batch, show_job_script
 from bespoke_dask.cli.display import fit_table, parameter_table, status_view
 from bespoke_dask.cli.options import (
     CacheOnly,
@@ -113,15 +114,23 @@ def launch(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Scheduler port (0: any free one).")] = 0,
     dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: any free one).")] = 0,
+    cluster: ClusterOption = "local",
+    jobqueue_config: JobqueueConfig = None,
+    min_jobs: MinJobs = None,
+    max_jobs: MaxJobs = None,
 ):
     """Start an executor in the foreground until Ctrl-C or SIGTERM; it resumes unfinished work."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if cluster != "local":  # each pool's workers as batch jobs of its jobqueue.yaml shape
+        return launch_batch(
+            cluster, directory, stop, jobqueue_config, min_jobs, max_jobs, host, port, dashboard_port
+        )
     executor = _executor(
         n_fragmenter_workers, n_qc_compute_workers, qc_compute_n_cores, qc_compute_max_mem,
         n_optimizer_workers, directory=directory, host=host, port=port, dashboard_port=dashboard_port,
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     with console.status("launching the bespoke executor"):
         executor.start()
     try:
@@ -135,6 +144,9 @@ def launch(
     finally:
         console.print("stopping the executor")
         executor.stop()
+
+
+app.command("job-script")(show_job_script)
 
 
 @app.command()
