@@ -23,6 +23,7 @@ def local_cluster(
             "port": port,
             "dashboard": dashboard_port is not None,
             "dashboard_address": f"{host}:{dashboard_port or 0}",
+            "preload": ["bespoke_dask.dashboard"],  # the /bespoke page and its JSON routes
         },
     }
     workers = {

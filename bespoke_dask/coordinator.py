@@ -16,9 +16,11 @@ from distributed import Client
 
 from bespoke_dask import graph
 from bespoke_dask.graph import Stage
+from bespoke_dask.progress import SharedScan, event, qc_profile, scan_profile, topic
 from bespoke_dask.schema import (
     BespokeExecutorOutput,
     BespokeWorkflow,
+    DrawingRequest,
     FitTarget,
     ScanProgress,
     StageStatus,
@@ -50,6 +52,8 @@ class Coordinator:
         self._drivers: dict[str, asyncio.Task] = {}
         self._shared: dict[str, asyncio.Task] = {}
         self._waiters: dict[str, int] = {}
+        self._scans: dict[str, SharedScan] = {}  # torsiondrives under way, by task hash
+        self._background: set[asyncio.Task] = set()
         self._closing = False
 
     # -- workflows -------------------------------------------------------------------
@@ -63,7 +67,7 @@ class Coordinator:
         workflow_id = str(max(map(int, self.records), default=0) + 1)
         record = WorkflowRecord(
             workflow=workflow.model_copy(update={"id": workflow_id}),
-            output=BespokeExecutorOutput(id=workflow_id, smiles=workflow.smiles),
+            output=BespokeExecutorOutput(id=workflow_id, smiles=workflow.smiles, qc_spec=workflow.qc_spec),
         )
         self.records[workflow_id] = record
         self._save(record)
@@ -104,9 +108,9 @@ class Coordinator:
     async def close(self) -> None:
         """Stop every driver without marking anything cancelled (a restart resumes them)."""
         self._closing = True
-        for driver in self._drivers.values():
+        for driver in [*self._drivers.values(), *self._background]:
             driver.cancel()
-        await asyncio.gather(*self._drivers.values(), return_exceptions=True)
+        await asyncio.gather(*self._drivers.values(), *self._background, return_exceptions=True)
         await self.client.close()
 
     def _start(self, record: WorkflowRecord) -> None:
@@ -115,6 +119,7 @@ class Coordinator:
 
     async def _drive(self, record: WorkflowRecord) -> None:
         workflow = record.workflow.model_copy(update={"id": None})  # ids must not change keys
+        self._spawn(self._draw(record, []))
         with contextlib.suppress(StageFailed, asyncio.CancelledError):
             async with self._stage(record, "fragmentation"):
                 molecule = workflow.without_fit_settings()  # shared by fits of the same scans
@@ -125,9 +130,10 @@ class Coordinator:
                 if workflow.cache_only:
                     self._check_cached(tasks)
                 status.scans = [ScanProgress(smiles=task.smiles) for task in tasks.values()]
+                self._spawn(self._draw(record, targets))
                 async with asyncio.TaskGroup() as group:
                     running = {
-                        key: group.create_task(self._scan(task, progress))
+                        key: group.create_task(self._scan(task, progress, lambda: self._publish(record)))
                         for (key, task), progress in zip(tasks.items(), status.scans)
                     }
             async with self._stage(record, "optimization"):
@@ -173,32 +179,50 @@ class Coordinator:
                               f"{task.qc_spec.method}/{task.qc_spec.basis})" for task in missing)
             raise CacheMiss(f"cache only, but {len(missing)} of {len(tasks)} scans are not in the store: {names}")
 
-    async def _scan(self, task: TorsionScanTask, progress: ScanProgress) -> TorsionScanResult:
+    async def _scan(self, task: TorsionScanTask, progress: ScanProgress, changed) -> TorsionScanResult:
+        """A finished torsiondrive; `progress` follows it (also when another workflow started it)."""
         key = task.content_hash()
         try:
             result = self.store.get(SCANS, key, TorsionScanResult)
             if result is None:
-                result = await self._once(f"{SCANS}-{key}", lambda: self._drive_scan(task, progress))
+                shared = self._scans.setdefault(key, SharedScan(task.smiles))
+                shared.attach(progress, changed)
+                result = await self._once(f"{SCANS}-{key}", lambda: self._drive_scan(task, shared))
         except Exception as error:
             progress.status, progress.error = "errored", describe(error)
             raise RuntimeError(f"scan of {task.smiles} failed: {progress.error}") from error
         progress.status = "success"
         progress.grid_points = progress.grid_points_done = len(result.grid)
         progress.optimizations = result.n_optimizations
+        progress.angles, progress.energies = scan_profile(result)
         return result
 
-    async def _drive_scan(self, task: TorsionScanTask, progress: ScanProgress) -> TorsionScanResult:
+    async def _drive_scan(self, task: TorsionScanTask, shared: SharedScan) -> TorsionScanResult:
         """Run a torsiondrive wavefront by wavefront, every optimization its own `qc` task."""
-        progress.status = "running"
-        step = await self.compute(graph.SCAN_START, task)
-        progress.grid_points = step.state.grid_points
-        while step.result is None:
-            results = await asyncio.gather(*(self.compute(graph.QC, job) for job in step.jobs))
-            step = await self.compute(graph.SCAN_ADVANCE, step.state, results)
-            progress.grid_points_done = step.state.grid_points_done
-            progress.optimizations = step.state.n_optimizations
-        self.store.put(SCANS, task.content_hash(), step.result)
-        return step.result
+        try:
+            shared.update(status="running")
+            step = await self.compute(graph.SCAN_START, task)
+            shared.update(grid_points=step.state.grid_points)
+            while step.result is None:
+                results = await asyncio.gather(*(self._optimize(job, shared) for job in step.jobs))
+                step = await self.compute(graph.SCAN_ADVANCE, step.state, results)
+                angles, energies = qc_profile(step.state.td_state)
+                shared.update(
+                    grid_points_done=step.state.grid_points_done,
+                    optimizations=step.state.n_optimizations,
+                    angles=angles,
+                    energies=energies,
+                )
+            self.store.put(SCANS, task.content_hash(), step.result)
+            return step.result
+        finally:
+            if self._scans.get(task.content_hash()) is shared:
+                del self._scans[task.content_hash()]
+
+    async def _optimize(self, job, shared: SharedScan):
+        result = await self.compute(graph.QC, job)
+        shared.update(optimizations=shared.state.optimizations + 1)  # seen before the wavefront ends
+        return result
 
     # -- tasks -----------------------------------------------------------------------
     async def compute(self, stage: Stage, *args):
@@ -254,15 +278,47 @@ class Coordinator:
             if not self._waiters[key]:
                 del self._waiters[key]
 
+    # -- what people see ------------------------------------------------------------
+    async def _draw(self, record: WorkflowRecord, targets: list) -> None:
+        """Readable SMILES and a drawing of the molecule (fitted bonds highlighted) and of its scans."""
+        scans = record.output.stage("qc-generation").scans if targets else []
+        bonds = [(a + 1, b + 1) for target in targets for a, b in target.parameter.parent_bonds]
+        request = DrawingRequest(
+            smiles=[record.output.smiles, *(scan.smiles for scan in scans)],
+            highlight=[bonds, *([(1, 2)] for _ in scans)],
+        )
+        with contextlib.suppress(Exception):  # a molecule without a drawing is still fitted
+            parent, *fragments = (await self.compute(graph.DRAW, request)).drawings
+            record.output.readable_smiles, record.output.depiction = parent.smiles, parent.svg
+            for scan, drawing in zip(scans, fragments):
+                scan.readable_smiles = drawing.smiles
+            self._publish(record)
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _publish(self, record: WorkflowRecord) -> None:
+        """Push the workflow's status to the clients following it (scheduler event on its topic)."""
+        if not self._closing:
+            self._spawn(_log_event(self.client, topic(record.output.id), event(record.output)))
+
     # -- records ---------------------------------------------------------------------
     def _save(self, record: WorkflowRecord) -> None:
         self.store.put("workflows", _record_key(record.output.id), record)
+        self._publish(record)
 
     def _load_records(self):
         for key in self.store.keys("workflows"):
             record = self.store.get("workflows", key, WorkflowRecord)
             if record is not None:
                 yield record
+
+
+async def _log_event(client: Client, topic_name: str, message: dict) -> None:
+    with contextlib.suppress(Exception):  # a status nobody could receive is no error
+        await client.log_event(topic_name, message)
 
 
 def _record_key(workflow_id: str) -> str:

@@ -7,20 +7,19 @@ Either way every operation goes through the scheduler to the coordinator beside 
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import dask.config
 from distributed import Client
 
-from bespoke_dask import service
+from bespoke_dask import progress, service
 from bespoke_dask.cluster import local_cluster
 from bespoke_dask.config import BespokeWorkerConfig, pool_setting
 from bespoke_dask.schema import BespokeExecutorOutput, BespokeWorkflow, Status
 from bespoke_dask.settings import Settings
 
-FINISHED: tuple[Status, ...] = ("success", "errored", "cancelled")
+FINISHED = progress.FINISHED
 DEFAULT_DIRECTORY = "bespoke-executor"
 
 _current: "BespokeDaskExecutor | None" = None
@@ -159,14 +158,13 @@ class BespokeDaskExecutor:
         frequency: float = 1.0,
         callback: Callable[[BespokeExecutorOutput], None] | None = None,
     ) -> BespokeExecutorOutput:
-        """Block until the workflow finishes, calling `callback` with each status snapshot."""
-        while True:
-            output = self.retrieve(workflow_id)
-            if callback is not None:
-                callback(output)
-            if output.status in FINISHED:
-                return output
-            time.sleep(frequency)
+        """Block until the workflow finishes, calling `callback` with each status it pushes.
+
+        `frequency` (s) is kept for BespokeFit's signature: statuses arrive as they change.
+        """
+        if self._client is None:
+            raise RuntimeError("the executor is not started: use `with BespokeDaskExecutor(...):`")
+        return progress.follow(self._client, str(workflow_id), self.retrieve, callback)
 
     def _call(self, operation: str, *args):
         if self._client is None:

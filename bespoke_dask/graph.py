@@ -1,7 +1,11 @@
-"""Stages as Dask tasks: which function, which worker pool's resource, which content-hash key."""
+"""Stages as Dask tasks: which function, which worker pool's resource, which content-hash key.
+
+Stage functions are named by dotted path ("module:function") and imported on the worker that
+runs them, so the client and the coordinator never load the chemistry stack.
+"""
 
 import hashlib
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +13,7 @@ from distributed import Client
 
 from bespoke_dask.config import BespokeWorkerConfig, Pool
 from bespoke_dask.schema import (
+    Drawings,
     FitResult,
     FragmentationResult,
     OptimizationResult,
@@ -16,7 +21,6 @@ from bespoke_dask.schema import (
     SchemaModel,
     TorsionTarget,
 )
-from bespoke_dask.stages import fragment, optimize, qc, targets, torsiondrive
 
 
 @dataclass(frozen=True)
@@ -24,19 +28,21 @@ class Stage:
     """One kind of task: its key prefix (also its store folder), function and pool."""
 
     name: str
-    function: Callable
+    function: str  # "package.module:function", imported where the task runs
     result_type: Any
     pool: Pool | None = None  # the resource a task holds; None for light driver steps
     cached: bool = True  # results kept in the store
     configured: bool = False  # the function takes the pool's n_cores and max_memory
 
 
-FRAGMENT = Stage("fragment", fragment.fragment, FragmentationResult, "fragmenter")
-TARGETS = Stage("targets", targets.bespoke_targets, list[TorsionTarget], "fragmenter")
-SCAN_START = Stage("scan-start", torsiondrive.start, ScanStep)
-SCAN_ADVANCE = Stage("scan-advance", torsiondrive.advance, ScanStep, cached=False)
-QC = Stage("qc", qc.optimize_constrained, OptimizationResult, "qc", configured=True)
-OPTIMIZE = Stage("optimize", optimize.optimize, FitResult, "optimizer")
+_STAGES = "bespoke_dask.stages"
+FRAGMENT = Stage("fragment", f"{_STAGES}.fragment:fragment", FragmentationResult, "fragmenter")
+TARGETS = Stage("targets", f"{_STAGES}.targets:bespoke_targets", list[TorsionTarget], "fragmenter")
+SCAN_START = Stage("scan-start", f"{_STAGES}.torsiondrive:start", ScanStep)
+SCAN_ADVANCE = Stage("scan-advance", f"{_STAGES}.torsiondrive:advance", ScanStep, cached=False)
+QC = Stage("qc", f"{_STAGES}.qc:optimize_constrained", OptimizationResult, "qc", configured=True)
+OPTIMIZE = Stage("optimize", f"{_STAGES}.optimize:optimize", FitResult, "optimizer")
+DRAW = Stage("draw", f"{_STAGES}.depict:draw", Drawings)  # light: runs on any worker
 
 
 def task_key(stage: Stage, *args) -> str:
@@ -66,8 +72,15 @@ def workers_running(key: str, dask_scheduler=None) -> list[str]:
     return [task.processing_on.address] if task is not None and task.processing_on else []
 
 
-def _run(function: Callable, configured_pool: Pool | None, *args):
+def stage_function(path: str):
+    """The function a dotted path "module:function" names."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _run(path: str, configured_pool: Pool | None, *args):
     """Runs on the worker: hand the pool's worker config to the stage when it takes one."""
+    function = stage_function(path)
     if configured_pool is None:
         return function(*args)
     config = BespokeWorkerConfig.from_environment(configured_pool)

@@ -28,12 +28,6 @@ from bespoke_dask.cli.options import (
 from bespoke_dask.coordinator import seed_scans
 from bespoke_dask.executor import DEFAULT_DIRECTORY
 from bespoke_dask.store import Store
-from bespoke_dask.stages.qcarchive import (
-    SkippedTorsionDrive,
-    read_torsiondrives,
-    scan_results_from_torsiondrives,
-)
-from bespoke_dask.stages.scan_file import is_plain_scan_data, read_plain_scans, scan_result_from_plain
 
 app = typer.Typer(help="The executor's QC cache.", no_args_is_help=True)
 
@@ -56,6 +50,13 @@ def update(
     force_field: ForceFieldOption = None,
 ):
     """Seed the store with finished 1-D torsion scans (a QCArchive export, or plain scans); no QC is run."""
+    from bespoke_dask.stages.qcarchive import (  # chemistry: loaded only by this command
+        SkippedTorsionDrive,
+        read_torsiondrives,
+        scan_results_from_torsiondrives,
+    )
+    from bespoke_dask.stages.scan_file import read_plain_scans, scan_result_from_plain
+
     factory = workflow_factory(workflow, workflow_file, None, target_torsion, force_field, None)
     if _is_plain(file):
         plain = read_plain_scans(file)
@@ -84,6 +85,8 @@ def update(
 
 
 def _is_plain(path: Path) -> bool:
+    from bespoke_dask.stages.scan_file import is_plain_scan_data
+
     try:
         return is_plain_scan_data(json.loads(path.read_text()))
     except (OSError, ValueError):

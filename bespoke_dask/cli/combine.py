@@ -8,7 +8,6 @@ import typer
 from bespoke_dask.cli.options import Directory, Scheduler, console, user_errors
 from bespoke_dask.errors import InputError
 from bespoke_dask.executor import DEFAULT_DIRECTORY, connect
-from bespoke_dask.stages.force_field import bespoke_parameters, combine_force_fields
 
 
 @user_errors
@@ -29,6 +28,8 @@ def combine(
     Each --id molecule must keep its own torsion parameters in the combined force field: a SMIRKS of
     one molecule that would type another's torsions differently is refused.
     """
+    from bespoke_dask.stages.force_field import bespoke_parameters, combine_force_fields  # chemistry
+
     files = [path.read_text() for path in force_field or []]
     retrieved = _retrieve(workflow_id or [], scheduler, directory)
     if not files and not retrieved:

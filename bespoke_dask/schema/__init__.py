@@ -1,6 +1,7 @@
 """pydantic models for everything that crosses a process boundary."""
 
 from bespoke_dask.schema.base import SCHEMA_VERSION, SchemaModel
+from bespoke_dask.schema.drawings import Drawing, DrawingRequest, Drawings
 from bespoke_dask.schema.results import (
     BespokeExecutorOutput,
     BespokeTorsion,

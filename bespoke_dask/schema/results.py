@@ -9,7 +9,7 @@ from pydantic import Field
 
 from bespoke_dask.schema.base import SchemaModel
 from bespoke_dask.schema.tasks import TorsionScanResult, TorsionScanTask
-from bespoke_dask.schema.workflow import BespokeWorkflow
+from bespoke_dask.schema.workflow import BespokeWorkflow, QCSpec
 
 if TYPE_CHECKING:
     from openff.toolkit import ForceField
@@ -119,6 +119,7 @@ class FitResult(SchemaModel):
     protocol: str = PROFILE_PROTOCOL
     wall_time: float = 0.0
     message: str | None = Field(None, description="e.g. 'nothing to fit'")
+    provenance: dict[str, str] = Field({}, description="versions of the packages that made the fit")
 
 
 class ScanProgress(SchemaModel):
@@ -130,6 +131,9 @@ class ScanProgress(SchemaModel):
     grid_points: int = 0
     optimizations: int = 0
     error: str | None = None
+    readable_smiles: str | None = Field(None, description="without atom maps and hydrogens")
+    angles: list[float] = Field([], description="degrees, grid points with a QC energy so far")
+    energies: list[float] = Field([], description="kcal/mol above the lowest so far, per angle")
 
 
 class StageStatus(SchemaModel):
@@ -156,6 +160,9 @@ class BespokeExecutorOutput(SchemaModel):
         ]
     )
     results: FitResult | None = None
+    readable_smiles: str | None = Field(None, description="without atom maps and hydrogens")
+    depiction: str | None = Field(None, description="SVG drawing of the molecule")
+    qc_spec: QCSpec | None = None
 
     @property
     def status(self) -> Status:
