@@ -119,7 +119,7 @@ class Coordinator:
 
     async def _drive(self, record: WorkflowRecord) -> None:
         workflow = record.workflow.model_copy(update={"id": None})  # ids must not change keys
-        self._spawn(self._draw(record, []))
+        self._spawn(self._draw(record, [record.output.smiles], [[]]))
         with contextlib.suppress(StageFailed, asyncio.CancelledError):
             async with self._stage(record, "fragmentation"):
                 molecule = workflow.without_fit_settings()  # shared by fits of the same scans
@@ -130,7 +130,9 @@ class Coordinator:
                 if workflow.cache_only:
                     self._check_cached(tasks)
                 status.scans = [ScanProgress(smiles=task.smiles) for task in tasks.values()]
-                self._spawn(self._draw(record, targets))
+                bonds = [(a + 1, b + 1) for target in targets for a, b in target.parameter.parent_bonds]
+                scans = [task.smiles for task in tasks.values()]
+                self._spawn(self._draw(record, [workflow.smiles, *scans], [bonds, *[[(1, 2)]] * len(scans)]))
                 async with asyncio.TaskGroup() as group:
                     running = {
                         key: group.create_task(self._scan(task, progress, lambda: self._publish(record)))
@@ -148,6 +150,8 @@ class Coordinator:
                 record.output.results = await self.compute(
                     graph.OPTIMIZE, workflow, parameters, fit_targets
                 )
+                metrics = record.output.results.metrics
+                await self._draw(record, [m.mapped_smiles for m in metrics], [[m.dihedral[1:3]] for m in metrics], 1)
 
     @contextlib.asynccontextmanager
     async def _stage(self, record: WorkflowRecord, stage_type: str):
@@ -279,19 +283,20 @@ class Coordinator:
                 del self._waiters[key]
 
     # -- what people see ------------------------------------------------------------
-    async def _draw(self, record: WorkflowRecord, targets: list) -> None:
-        """Readable SMILES and a drawing of the molecule (fitted bonds highlighted) and of its scans."""
-        scans = record.output.stage("qc-generation").scans if targets else []
-        bonds = [(a + 1, b + 1) for target in targets for a, b in target.parameter.parent_bonds]
-        request = DrawingRequest(
-            smiles=[record.output.smiles, *(scan.smiles for scan in scans)],
-            highlight=[bonds, *([(1, 2)] for _ in scans)],
-        )
+    async def _draw(self, record: WorkflowRecord, smiles: list[str], bonds: list, offset: int = 0) -> None:
+        """Readable SMILES of the molecules shown for a workflow, and the drawing of the workflow's own.
+
+        `bonds` to highlight by atom-map number, or by atom index when `offset` is 1.
+        """
+        if not smiles:
+            return
+        highlight = [[(a + offset, b + offset) for a, b in pairs] for pairs in bonds]
         with contextlib.suppress(Exception):  # a molecule without a drawing is still fitted
-            parent, *fragments = (await self.compute(graph.DRAW, request)).drawings
-            record.output.readable_smiles, record.output.depiction = parent.smiles, parent.svg
-            for scan, drawing in zip(scans, fragments):
-                scan.readable_smiles = drawing.smiles
+            request = DrawingRequest(smiles=smiles, highlight=highlight)
+            drawings = (await self.compute(graph.DRAW, request)).drawings
+            record.output.readable_smiles.update({s: d.smiles for s, d in zip(smiles, drawings)})
+            if smiles[0] == record.output.smiles:
+                record.output.depiction = drawings[0].svg
             self._publish(record)
 
     def _spawn(self, coroutine) -> None:

@@ -44,7 +44,7 @@ def summary(output: BespokeExecutorOutput, now: float | None = None) -> dict:
     current = next((stage.type for stage in output.stages if stage.status == "running"), None)
     return {
         "id": output.id,
-        "smiles": output.readable_smiles or output.smiles,
+        "smiles": output.readable(output.smiles),
         "status": output.status,
         "stage": current,
         "torsiondrives_done": sum(scan.status == "success" for scan in scans),
@@ -68,7 +68,7 @@ def profiles(output: BespokeExecutorOutput) -> list[dict]:
     if metrics and metrics[0].angles:
         return [
             {
-                "title": f"{m.mapped_smiles} {m.dihedral}",
+                "title": f"{output.readable(m.mapped_smiles)}, dihedral {m.dihedral}",
                 "angles": m.angles,
                 "qc": m.qc_energies,
                 "initial": m.initial_energies,
@@ -78,7 +78,7 @@ def profiles(output: BespokeExecutorOutput) -> list[dict]:
             for m in metrics
         ]
     return [
-        {"title": scan.readable_smiles or scan.smiles, "angles": scan.angles, "qc": scan.energies}
+        {"title": output.readable(scan.smiles), "angles": scan.angles, "qc": scan.energies}
         for scan in output.stage("qc-generation").scans
     ]
 

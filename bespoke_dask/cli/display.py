@@ -1,6 +1,7 @@
-"""Rich renderings of workflow status and fit results for the CLI."""
+"""Rich renderings of workflow status and fit results for the CLI (no chemistry: SMILES come readable)."""
 
-from rdkit import Chem
+import time
+
 from rich.console import Group
 from rich.markup import escape
 from rich.progress_bar import ProgressBar
@@ -22,47 +23,35 @@ _LABELS = {
 }
 
 
-def readable(smiles: str) -> str:
-    """A SMILES without atom maps and explicit hydrogens, for people (bond marks kept as `*`)."""
-    molecule = Chem.MolFromSmiles(smiles, sanitize=False)
-    if molecule is None:
-        return smiles
-    for atom in molecule.GetAtoms():
-        atom.SetAtomMapNum(0)
-    try:
-        Chem.SanitizeMol(molecule)
-        return Chem.MolToSmiles(Chem.RemoveHs(molecule))
-    except Exception:  # an odd SMILES is still worth showing as it is
-        return smiles
-
-
 def status_view(output: BespokeExecutorOutput) -> Group:
-    """One line per stage, a progress bar per torsiondrive, and any error."""
+    """One line per stage with its elapsed time, a progress bar per torsiondrive, and any error."""
     stages = Table.grid(padding=(0, 1))
     for stage in output.stages:
         elapsed = ""
-        if stage.started_at is not None and stage.ended_at is not None:
-            elapsed = f"[dim]{stage.ended_at - stage.started_at:.0f} s[/]"
+        if stage.started_at is not None:
+            end = stage.ended_at if stage.ended_at is not None else time.time()
+            elapsed = f"[dim]{end - stage.started_at:.0f} s[/]"
         stages.add_row(_ICONS[stage.status], _LABELS[stage.type], elapsed)
         for scan in stage.scans:
             stages.add_row(
                 "",
-                f"  {_ICONS[scan.status]} {escape(readable(scan.smiles))}",
+                f"  {_ICONS[scan.status]} {escape(output.readable(scan.smiles))}",
                 ProgressBar(total=max(scan.grid_points, 1), completed=scan.grid_points_done, width=30),
                 f"{scan.grid_points_done}/{scan.grid_points} grid points, "
                 f"{scan.optimizations} optimizations",
             )
         if stage.error:
             stages.add_row("", f"[red]{stage.error}[/]")
-    return Group(f"[bold]workflow {output.id}[/] {escape(readable(output.smiles))}", stages)
+    return Group(f"[bold]workflow {output.id}[/] {escape(output.readable(output.smiles))}", stages)
 
 
-def fit_table(result: FitResult) -> Table:
+def fit_table(output: BespokeExecutorOutput) -> Table:
     """Torsion-profile errors (kcal/mol) against the QC scans of the base force field and the bespoke one."""
+    result = output.results
     table = Table(title=f"torsion-profile RMSE against the QC scans (kcal/mol), {result.optimizer} fit")
     for column in ("torsion", "base", "bespoke", "bespoke max", "base, all points", "bespoke, all points"):
         table.add_column(column, justify="left" if column == "torsion" else "right")
-    rows = [(f"{escape(readable(m.mapped_smiles))} {m.dihedral}", m.base or m.initial, m.final) for m in result.metrics]
+    rows = [(f"{escape(output.readable(m.mapped_smiles))} {m.dihedral}", m.base or m.initial, m.final) for m in result.metrics]
     if result.final is not None:
         rows.append(("[bold]molecule[/]", result.base or result.initial, result.final))
     for label, base, final in rows:
@@ -97,3 +86,9 @@ def parameter_table(result: FitResult) -> Table:
                 {True: "yes", False: "[yellow]no: held by the prior[/]", None: ""}[determined[index]],
             )
     return table
+
+
+def as_json(output: BespokeExecutorOutput, results: bool = True) -> dict:
+    """A workflow as one JSON document: its fields plus its status and error (no drawing)."""
+    exclude = {"depiction"} if results else {"depiction", "results"}
+    return {"status": output.status, "error": output.error, **output.model_dump(mode="json", exclude=exclude)}

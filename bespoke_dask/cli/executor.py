@@ -1,5 +1,6 @@
 """`bespoke-dask executor ...`: run one fit, or launch a long-lived executor and drive it."""
 
+import contextlib
 import json
 import signal
 import threading
@@ -11,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from bespoke_dask.cli.batch import ClusterOption, JobqueueConfig, MaxJobs, MinJobs, launch_batch, show_job_script
-from bespoke_dask.cli.display import fit_table, parameter_table, status_view
+from bespoke_dask.cli.display import as_json, fit_table, parameter_table, status_view
 from bespoke_dask.cli.options import (
     CacheOnly,
     Directory,
@@ -44,6 +45,14 @@ NQC = Annotated[int, typer.Option(help="QC workers.")]
 QCCores = Annotated[int, typer.Option(help="Cores per QC calculation.")]
 QCMemory = Annotated[Optional[float], typer.Option(help="GiB per QC calculation.")]
 NOptimizer = Annotated[int, typer.Option(help="Optimizer workers.")]
+Report = Annotated[
+    Optional[Path], typer.Option(help="Write a fit report here: one self-contained HTML file with plots.")
+]
+ReportDir = Annotated[
+    Optional[Path], typer.Option(help="Write the report's plots as PNG files here (default: beside the report).")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
 def _executor(n_fragmenter, n_qc, qc_cores, qc_memory, n_optimizer, **kwargs) -> BespokeDaskExecutor:
@@ -80,6 +89,9 @@ def run(
     directory: Annotated[
         Optional[Path], typer.Option(help="Keep the store here (default: a temporary directory).")
     ] = None,
+    report: Report = None,
+    report_dir: ReportDir = None,
+    quiet: Quiet = False,
 ):
     """Fit one molecule on a fresh local cluster and wait for the result."""
     factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only)
@@ -92,14 +104,15 @@ def run(
         n_fragmenter_workers, n_qc_compute_workers, qc_compute_n_cores, qc_compute_max_mem,
         n_optimizer_workers, directory=directory,
     )
-    with console.status("launching the bespoke executor"):
+    with console.status("launching the bespoke executor") if not quiet else contextlib.nullcontext():
         executor.start()
     try:
-        console.print(f"dashboard: {executor.dashboard_link}")
-        result = _watch(executor, executor.submit(workflows[0]))
+        if not quiet:
+            console.print(f"dashboard: {executor.dashboard_link}")
+        result = _watch(executor, executor.submit(workflows[0]), quiet)
     finally:
         executor.stop()
-    _report(result, output, output_force_field)
+    _report(result, output, output_force_field, quiet=quiet, report=report, report_dir=report_dir)
 
 
 @app.command()
@@ -186,14 +199,24 @@ def submit(
 
 @app.command()
 @user_errors
-def watch(workflow_id: WorkflowId, scheduler: Scheduler = None, directory: Directory = Path(DEFAULT_DIRECTORY)):
-    """Show live progress of a workflow until it finishes."""
+def watch(
+    workflow_id: WorkflowId,
+    scheduler: Scheduler = None,
+    directory: Directory = Path(DEFAULT_DIRECTORY),
+    quiet: Quiet = False,
+    json_lines: Annotated[bool, typer.Option("--json", help="Print each status as a line of JSON.")] = False,
+):
+    """Show live progress of a workflow until it finishes (exit code 2 unless it succeeds)."""
     executor = connect(scheduler, directory)
     try:
-        result = _watch(executor, workflow_id)
+        if json_lines:
+            print_line = lambda output: print(json.dumps(as_json(output, results=False)), flush=True)  # noqa: E731
+            result = executor.wait_until_complete(workflow_id, callback=print_line)
+        else:
+            result = _watch(executor, workflow_id, quiet)
     finally:
         executor.stop()
-    _report(result, None, None)
+    _report(result, None, None, quiet=quiet or json_lines)
 
 
 @app.command()
@@ -206,6 +229,9 @@ def retrieve(
     ] = None,
     scheduler: Scheduler = None,
     directory: Directory = Path(DEFAULT_DIRECTORY),
+    report: Report = None,
+    report_dir: ReportDir = None,
+    as_json_document: JSON = False,
 ):
     """Show a workflow's status and results, and write them to files."""
     executor = connect(scheduler, directory)
@@ -213,8 +239,14 @@ def retrieve(
         result = executor.retrieve(workflow_id)
     finally:
         executor.stop()
-    console.print(status_view(result))
-    _report(result, output, force_field, exit_on_failure=False)
+    if as_json_document:
+        print(json.dumps(as_json(result), indent=2))
+    else:
+        console.print(status_view(result))
+    _report(
+        result, output, force_field, exit_on_failure=False, quiet=as_json_document,
+        report=report, report_dir=report_dir,
+    )
 
 
 @app.command("list")
@@ -223,6 +255,7 @@ def list_(
     status: Annotated[Optional[str], typer.Option(help="waiting, running, errored, success or cancelled.")] = None,
     scheduler: Scheduler = None,
     directory: Directory = Path(DEFAULT_DIRECTORY),
+    as_json_document: JSON = False,
 ):
     """List the executor's workflows."""
     executor = connect(scheduler, directory)
@@ -230,9 +263,12 @@ def list_(
         outputs = executor.list(status)
     finally:
         executor.stop()
+    if as_json_document:
+        print(json.dumps([as_json(output, results=False) for output in outputs], indent=2))
+        return
     table = Table("id", "status", "smiles")
     for output in outputs:
-        table.add_row(output.id, output.status, output.smiles)
+        table.add_row(output.id, output.status, output.readable(output.smiles))
     console.print(table)
 
 
@@ -248,29 +284,46 @@ def cancel(workflow_id: WorkflowId, scheduler: Scheduler = None, directory: Dire
     console.print(f"workflow {workflow_id}: {result.status}")
 
 
-def _watch(executor: BespokeDaskExecutor, workflow_id: str) -> BespokeExecutorOutput:
-    with Live(console=console, refresh_per_second=4) as live:
-        return executor.wait_until_complete(
-            workflow_id, frequency=0.5, callback=lambda output: live.update(status_view(output))
-        )
+def _watch(executor: BespokeDaskExecutor, workflow_id: str, quiet: bool = False) -> BespokeExecutorOutput:
+    """Wait for the workflow, showing each status it pushes (and the elapsed times) unless `quiet`."""
+    if quiet:
+        return executor.wait_until_complete(workflow_id)
+    view = "waiting for the executor"
+    with Live(console=console, refresh_per_second=4, get_renderable=lambda: view) as live:
+
+        def show(output: BespokeExecutorOutput) -> None:
+            nonlocal view
+            view = status_view(output)  # re-rendered 4 times a second: running stages' times go on
+            live.refresh()
+
+        return executor.wait_until_complete(workflow_id, callback=show)
 
 
-def _report(result: BespokeExecutorOutput, output, output_force_field, exit_on_failure=True) -> None:
+def _report(
+    result: BespokeExecutorOutput, output, output_force_field, exit_on_failure=True, quiet=False,
+    report: Path | None = None, report_dir: Path | None = None,
+) -> None:
     """Print the fit's quality, write the requested files, exit 2 on a failed workflow."""
+    say = (lambda *args, **kwargs: None) if quiet else console.print
     if result.results is not None:
         if result.results.message:
-            console.print(result.results.message)
+            say(result.results.message)
         if result.results.parameters:
-            console.print(parameter_table(result.results))
+            say(parameter_table(result.results))
         if result.results.metrics:
-            console.print(fit_table(result.results))
+            say(fit_table(result))
     if result.error:
         errors.print(f"[red]Error:[/] {result.error}", highlight=False, soft_wrap=True)
     if output is not None:
         output.write_text(result.model_dump_json(indent=2))
-        console.print(f"result written to {output}")
+        say(f"result written to {output}")
     if output_force_field is not None and result.refit_force_field is not None:
         output_force_field.write_text(result.refit_force_field)
-        console.print(f"bespoke force field written to {output_force_field}")
+        say(f"bespoke force field written to {output_force_field}")
+    if report is not None:
+        from bespoke_dask.report import write_report  # chemistry and plotting: loaded only here
+
+        figures = write_report(result, report, report_dir)
+        say(f"report written to {report} (plots: {', '.join(str(f) for f in figures) or 'none'})")
     if exit_on_failure and result.status != "success":
         raise typer.Exit(2)

@@ -131,7 +131,6 @@ class ScanProgress(SchemaModel):
     grid_points: int = 0
     optimizations: int = 0
     error: str | None = None
-    readable_smiles: str | None = Field(None, description="without atom maps and hydrogens")
     angles: list[float] = Field([], description="degrees, grid points with a QC energy so far")
     energies: list[float] = Field([], description="kcal/mol above the lowest so far, per angle")
 
@@ -160,7 +159,9 @@ class BespokeExecutorOutput(SchemaModel):
         ]
     )
     results: FitResult | None = None
-    readable_smiles: str | None = Field(None, description="without atom maps and hydrogens")
+    readable_smiles: dict[str, str] = Field(
+        {}, description="the molecule's, its scans' and its fit's SMILES without atom maps and hydrogens"
+    )
     depiction: str | None = Field(None, description="SVG drawing of the molecule")
     qc_spec: QCSpec | None = None
 
@@ -196,6 +197,10 @@ class BespokeExecutorOutput(SchemaModel):
         from openff.toolkit import ForceField
 
         return ForceField(self.refit_force_field)
+
+    def readable(self, smiles: str) -> str:
+        """`smiles` without atom maps and hydrogens, once the executor has drawn it."""
+        return self.readable_smiles.get(smiles, smiles)
 
     def stage(self, stage_type: StageType) -> StageStatus:
         return next(stage for stage in self.stages if stage.type == stage_type)

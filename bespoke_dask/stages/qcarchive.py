@@ -28,6 +28,7 @@ from bespoke_dask.errors import InputError
 from bespoke_dask.schema import BespokeWorkflow, GridPoint, QCSpec, TorsionScanResult, WorkflowSettings
 from bespoke_dask.stages.scan_file import normalised_angle
 from bespoke_dask.stages.targets import scan_task
+from bespoke_dask.stages.torsiondrive import grid_angles
 
 CMILES = "canonical_isomeric_explicit_hydrogen_mapped_smiles"
 BOHR_IN_ANGSTROM = unit.Quantity(1.0, unit.bohr).m_as(unit.angstrom)
@@ -156,19 +157,6 @@ def record_grid(record: dict, molecule: Molecule, name: str = "record") -> list[
             raise InputError(f"{name}: the final molecule at {key} has {geometry.size // 3} atoms")
         grid.append(GridPoint(angle=_angle(key, name), energy=float(energy), geometry=geometry.tolist()))
     return sorted(grid, key=lambda point: point.angle)
-
-
-def grid_angles(spacing: int, scan_range: tuple[int, int] | None) -> set[int]:
-    """The angles torsiondrive visits for a 1-D scan (its grid and range rules)."""
-    axis = range(-180 + spacing, 180 + spacing, spacing)
-    if scan_range is None:
-        return set(axis)
-    low, high = scan_range
-    if high > 180:  # a range across 180 degrees
-        angles = {angle for angle in axis if angle >= low or angle <= high - 360}
-    else:
-        angles = {angle for angle in axis if low <= angle <= high}
-    return angles | ({180} if low == -180 else set())
 
 
 def _check_complete(grid: list[GridPoint], spacing: int, scan_range: tuple[int, int] | None) -> None:

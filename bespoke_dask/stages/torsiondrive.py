@@ -84,9 +84,21 @@ def run_torsiondrive(task: TorsionScanTask, run_batch: BatchRunner) -> TorsionSc
 
 
 def _grid_points_total(task: TorsionScanTask) -> int:
-    """How many grid angles the scan covers."""
-    low, high = task.scan_range or (-180 + task.grid_spacing, 180)
-    return len(range(low, high + 1, task.grid_spacing))
+    """How many grid angles the scan covers (24 for a full 15 degree scan: -180 is 180)."""
+    return len(grid_angles(task.grid_spacing, task.scan_range))
+
+
+def grid_angles(spacing: int, scan_range: tuple[int, int] | None) -> set[int]:
+    """The angles torsiondrive visits for a 1-D scan (its grid and range rules)."""
+    axis = range(-180 + spacing, 180 + spacing, spacing)
+    if scan_range is None:
+        return set(axis)
+    low, high = scan_range
+    if high > 180:  # a range across 180 degrees
+        angles = {angle for angle in axis if angle >= low or angle <= high - 360}
+    else:
+        angles = {angle for angle in axis if low <= angle <= high}
+    return angles | ({180} if low == -180 else set())
 
 
 def _next_step(state: ScanState) -> ScanStep:

@@ -11,6 +11,7 @@ Chemistry is imported inside the functions, so that the graph layer imports `opt
 import time
 
 from bespoke_dask.schema import BespokeTorsion, BespokeWorkflow, FitResult, FitTarget
+from bespoke_dask.stages.provenance import versions
 
 NOTHING_TO_FIT = "nothing to fit: no bond matches the target torsion SMARTS"
 NO_SCANS = "nothing to fit: no torsion scan finished"
@@ -61,6 +62,7 @@ def optimize(workflow: BespokeWorkflow, parameters: list[BespokeTorsion], target
         final=errors["final"],
         wall_time=wall_time,
         message=f"{len(kept)} of {len(parameters)} parameters kept the base terms (worse fit)" if kept else None,
+        provenance=versions(),
     )
 
 
