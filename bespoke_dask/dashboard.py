@@ -179,6 +179,8 @@ def _profile_figure(data: dict):
     for name, label, color in series:
         source = ColumnDataSource({"angle": [], "energy": []})
         plot.line("angle", "energy", source=source, color=color, legend_label=label, line_width=2, name=name)
+        if name == "qc":  # points as they arrive: one is already worth seeing
+            plot.scatter("angle", "energy", source=source, color=color, legend_label=label, size=7, name=name)
     plot.legend.location = "top_left"
     return plot
 

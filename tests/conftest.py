@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+import browser
+import client_process
+
 # openff-toolkit finds AmberTools' sqm (AM1-BCC, AM1 Wiberg bond orders) on PATH.
 os.environ["PATH"] = str(Path(sys.executable).absolute().parent) + os.pathsep + os.environ["PATH"]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -18,3 +21,39 @@ def ether_torsiondrive():
 
     scan = ether_scan()
     return scan, torsiondrive_record(scan)
+
+
+@pytest.fixture(scope="session")
+def running_executor(tmp_path_factory):
+    """One executor for the observability tests, already working on two fits of methyl formate.
+
+    Both use the debug workflow (GFN2-xTB, 30 degree scan) and differ only in their fit, so they
+    share one torsiondrive: the second must see its progress as well.
+    """
+    from bespoke_dask import BespokeDaskExecutor, BespokeWorkflowFactory
+
+    first = BespokeWorkflowFactory.from_name("debug").optimization_schema_from_smiles("COC=O")
+    second = first.model_copy(update={"prior_width": 3.0})
+    executor = BespokeDaskExecutor(
+        n_fragmenter_workers=1, n_qc_compute_workers=1, n_optimizer_workers=1,
+        directory=tmp_path_factory.mktemp("observed-executor"),
+    ).start()
+    executor.ids = [executor.submit(first), executor.submit(second)]
+    # followed from the start, while the first workflow's scan runs (tests/test_progress.py)
+    executor.watcher = client_process.start(
+        "executor", "watch", "--id", executor.ids[1], "--json", "--scheduler", executor.scheduler_address
+    )
+    # and looked at in a real browser while it runs (tests/test_dashboard.py)
+    executor.screenshot = tmp_path_factory.mktemp("browser") / "bespoke-page.png"
+    executor.page_text = browser.render_in_background(
+        executor.dashboard_link.rsplit("/", 1)[0] + "/bespoke",
+        executor.screenshot.parent / "chromium-profile",
+        executor.screenshot,
+        ready=browser.shows_progress_under_way,
+    )
+    yield executor
+    executor.page_text.cancel()
+    if executor.watcher.poll() is None:
+        executor.watcher.kill()
+        executor.watcher.communicate()
+    executor.stop()

@@ -48,7 +48,7 @@ def start(task: TorsionScanTask) -> ScanStep:
         mapped_smiles=molecule.to_smiles(mapped=True),
         dihedral=dihedral,
         td_state=td_state,
-        grid_points=_grid_points_total(task),
+        grid_points=grid_points_total(task),
     )
     return _next_step(state)
 
@@ -83,7 +83,7 @@ def run_torsiondrive(task: TorsionScanTask, run_batch: BatchRunner) -> TorsionSc
     return step.result
 
 
-def _grid_points_total(task: TorsionScanTask) -> int:
+def grid_points_total(task: TorsionScanTask) -> int:
     """How many grid angles the scan covers (24 for a full 15 degree scan: -180 is 180)."""
     return len(grid_angles(task.grid_spacing, task.scan_range))
 

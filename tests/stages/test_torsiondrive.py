@@ -49,3 +49,12 @@ def test_serial_and_dask_wavefronts_give_identical_scans():
     assert [p.angle for p in serial.grid] == [float(a) for a in range(-120, 181, 60)]
     assert [p.energy for p in parallel.grid] == [p.energy for p in serial.grid]
     assert parallel.n_optimizations == serial.n_optimizations > len(serial.grid)
+
+
+@pytest.mark.parametrize(
+    "spacing, scan_range, points",
+    [(15, None, 24), (15, (-180, 180), 24), (30, None, 12), (15, (-90, 90), 13), (60, (120, 240), 3)],
+)
+def test_grid_point_totals_count_180_and_minus_180_once(spacing, scan_range, points):
+    task = TASK.model_copy(update={"grid_spacing": spacing, "scan_range": scan_range})
+    assert torsiondrive.grid_points_total(task) == points

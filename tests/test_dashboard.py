@@ -1,0 +1,72 @@
+"""The /bespoke page of the Dask dashboard and its JSON routes, against a running executor."""
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+import browser
+
+pytestmark = pytest.mark.slow
+
+
+def dashboard(executor, path: str) -> str:
+    return executor.dashboard_link.rsplit("/", 1)[0] + path
+
+
+def get_json(executor, path: str):
+    with urllib.request.urlopen(dashboard(executor, path)) as answer:
+        assert answer.headers["Content-Type"] == "application/json"
+        return json.load(answer)
+
+
+def wait_for_grid_points(executor, workflow_id: str, timeout: float = 300) -> dict:
+    """The workflow's JSON row once its torsiondrive has at least one grid point done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = get_json(executor, f"/bespoke/api/workflows/{workflow_id}")
+        if row["grid_points_done"] > 0 or row["status"] != "running":
+            return row
+        time.sleep(0.5)
+    raise TimeoutError("no grid point finished")
+
+
+def test_the_json_route_lists_every_workflow_with_its_progress(running_executor):
+    rows = get_json(running_executor, "/bespoke/api/workflows")
+    assert [row["id"] for row in rows] == running_executor.ids
+    assert {"smiles", "status", "stage", "torsiondrives", "grid_points_done", "grid_points", "elapsed", "error"} <= set(rows[0])
+
+
+def test_the_json_route_of_one_workflow_has_its_stages_and_qc_profile(running_executor):
+    row = wait_for_grid_points(running_executor, running_executor.ids[0])
+    assert row["grid_points"] == 12 and row["torsiondrives"] == 1
+    scan = row["output"]["stages"][1]["scans"][0]
+    assert len(scan["angles"]) == len(scan["energies"]) == scan["grid_points_done"]
+    assert min(scan["energies"]) == 0.0  # kcal/mol above the lowest so far
+
+
+def test_an_unknown_workflow_is_a_404(running_executor):
+    with pytest.raises(urllib.error.HTTPError) as error:
+        get_json(running_executor, "/bespoke/api/workflows/99")
+    assert error.value.code == 404
+
+
+def test_the_page_is_served_and_linked_from_the_dashboard_navigation(running_executor):
+    with urllib.request.urlopen(dashboard(running_executor, "/bespoke")) as answer:
+        page = answer.read().decode()
+    assert answer.status == 200 and "Bespoke" in page
+    with urllib.request.urlopen(dashboard(running_executor, "/status")) as answer:
+        assert 'href="bespoke"' in answer.read().decode()
+
+
+@pytest.mark.skipif(browser.CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_a_browser_shows_the_workflows_and_their_progress_during_the_run(running_executor):
+    text = running_executor.page_text.result(timeout=300)  # loaded when the run started
+    print(f"screenshot of /bespoke: {running_executor.screenshot}")
+    assert running_executor.screenshot.stat().st_size > 10_000
+    assert "Bespoke fits" in text
+    assert "COC=O" in text  # the molecule, without atom maps
+    assert browser.shows_progress_under_way(text), text  # seen mid-run: a torsiondrive partly done
+    assert "torsion profiles" in text

@@ -1,0 +1,30 @@
+"""Progress pushed from the executor: `watch --json` follows a workflow that waits on another's scan."""
+
+import json
+
+import pytest
+
+import client_process
+
+pytestmark = pytest.mark.slow
+
+
+def test_watch_streams_the_shared_scans_progress_to_the_second_workflow(running_executor):
+    code, stdout, stderr, loaded = client_process.finish(running_executor.watcher)
+    assert code == 0, stderr
+    assert loaded == []  # a client command loads no chemistry
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    assert lines[-1]["status"] == "success"
+    scans = [line["stages"][1]["scans"][0] for line in lines if line["stages"][1]["scans"]]
+    done = [scan["grid_points_done"] for scan in scans]
+    assert done == sorted(done)  # progress only moves forward
+    assert any(0 < count < 12 for count in done), done  # seen while the first workflow's scan ran
+    assert scans[-1]["grid_points"] == 12 and len(scans[-1]["energies"]) == 12
+
+
+def test_a_followed_workflow_gets_its_results_at_the_end(running_executor):
+    seen = []
+    result = running_executor.wait_until_complete(running_executor.ids[0], callback=seen.append)
+    assert result.status == "success", result.error
+    assert result.results is not None and result.results.metrics
+    assert seen[-1].status == "success"
