@@ -3,6 +3,7 @@
 from distributed import Nanny, Scheduler, SpecCluster
 
 from bespoke_dask.config import BespokeWorkerConfig, Pool, pool_setting
+from bespoke_dask.logs import WORKER_LOG_LEVEL
 
 
 def local_cluster(
@@ -45,5 +46,6 @@ def worker_spec(pool: Pool, config: BespokeWorkerConfig, host: str) -> dict:
             "memory_limit": f"{config.max_memory}GiB" if config.max_memory else "auto",
             "env": config.environment(pool),
             "dashboard_address": f"{host}:0",
+            "silence_logs": WORKER_LOG_LEVEL,
         },
     }

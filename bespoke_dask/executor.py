@@ -13,7 +13,7 @@ from pathlib import Path
 import dask.config
 from distributed import Client
 
-from bespoke_dask import progress, service
+from bespoke_dask import logs, progress, service
 from bespoke_dask.cluster import local_cluster
 from bespoke_dask.config import BespokeWorkerConfig, pool_setting
 from bespoke_dask.schema import BespokeExecutorOutput, BespokeWorkflow, Status
@@ -79,6 +79,7 @@ class BespokeDaskExecutor:
     # -- lifetime --------------------------------------------------------------------
     def start(self) -> "BespokeDaskExecutor":
         """Start (or connect to) the executor."""
+        logs.follow_user_logging()
         if self.scheduler_address is None:
             self._start_cluster()
         self._client = _connect(self.scheduler_address)
