@@ -142,6 +142,7 @@ class BespokePage:
             return
         rows = [_row(output) for output in outputs]
         self.rows.data = {name: [row[name] for row in rows] for name, _, _ in _COLUMNS}
+        self.table.height = min(30 + 72 * max(len(rows), 1), 600)  # no empty rows, scroll beyond 8
         if not outputs:
             self.selected.text = "<p>No workflows yet: submit one with <code>bespoke-dask executor submit</code>.</p>"
             return

@@ -108,7 +108,7 @@ def run(
         executor.start()
     try:
         if not quiet:
-            console.print(f"dashboard: {executor.dashboard_link}")
+            console.print(f"dashboard: {_bespoke_page(executor.dashboard_link)}")
         result = _watch(executor, executor.submit(workflows[0]), quiet)
     finally:
         executor.stop()
@@ -148,7 +148,7 @@ def launch(
         executor.start()
     try:
         console.print(f"scheduler: {executor.scheduler_address}")
-        console.print(f"dashboard: {executor.dashboard_link}")
+        console.print(f"dashboard: {_bespoke_page(executor.dashboard_link)}")
         console.print(f"directory: {directory.resolve()}", highlight=False)
         resumed = [output.id for output in executor.list() if output.status == "running"]
         if resumed:
@@ -282,6 +282,11 @@ def cancel(workflow_id: WorkflowId, scheduler: Scheduler = None, directory: Dire
     finally:
         executor.stop()
     console.print(f"workflow {workflow_id}: {result.status}")
+
+
+def _bespoke_page(dashboard_link: str | None) -> str | None:
+    """The dashboard's Bespoke page, where the fits are shown."""
+    return None if dashboard_link is None else dashboard_link.rsplit("/", 1)[0] + "/bespoke"
 
 
 def _watch(executor: BespokeDaskExecutor, workflow_id: str, quiet: bool = False) -> BespokeExecutorOutput:
