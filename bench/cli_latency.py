@@ -2,7 +2,8 @@
 
 Client commands load no chemistry (openff, rdkit, qcengine), so each should cost little more than
 importing Dask itself. Every command runs `--repeat` times, interleaved with the reference, in one
-run; the median wall time of each is reported. `executor list` and `retrieve` talk to a real
+run; the median wall time and CPU time (user + system: less disturbed by a busy machine) of each
+are reported. `executor list` and `retrieve` talk to a real
 executor started here (one workflow submitted to it, so they have something to show).
 
 Run from the repository root (a quiet machine gives meaningful numbers):
@@ -10,6 +11,7 @@ Run from the repository root (a quiet machine gives meaningful numbers):
 """
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -23,10 +25,14 @@ def bespoke_dask(*args: str) -> list[str]:
     return [sys.executable, "-m", "bespoke_dask.cli", *args]
 
 
-def wall_time(command: list[str]) -> float:
+def timed(command: list[str]) -> tuple[float, float]:
+    """(wall time, CPU time) of one run of `command`, in seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -49,17 +55,17 @@ def main() -> None:
                 "executor retrieve": bespoke_dask("executor", "retrieve", "--id", workflow_id, *address),
                 "executor cancel (finished id)": bespoke_dask("executor", "cancel", "--id", workflow_id, *address),
             }
-            times: dict[str, list[float]] = {name: [] for name in ["import distributed", *commands]}
+            times: dict[str, list[tuple[float, float]]] = {name: [] for name in ["import distributed", *commands]}
             for _ in range(arguments.repeat):
-                times["import distributed"].append(wall_time(REFERENCE))
+                times["import distributed"].append(timed(REFERENCE))
                 for name, command in commands.items():
-                    times[name].append(wall_time(command))
-    reference = statistics.median(times["import distributed"])
+                    times[name].append(timed(command))
+    medians = {name: [statistics.median(column) for column in zip(*samples)] for name, samples in times.items()}
+    wall_reference, cpu_reference = medians["import distributed"]
     print(f"median of {arguments.repeat} runs each, interleaved; reference `python -c \"import distributed\"`")
-    print(f"{'command':32} {'s':>7} {'ratio':>7}")
-    for name, samples in times.items():
-        median = statistics.median(samples)
-        print(f"{name:32} {median:7.2f} {median / reference:7.2f}")
+    print(f"{'command':32} {'wall s':>7} {'ratio':>6} {'CPU s':>7} {'ratio':>6}")
+    for name, (wall, cpu) in medians.items():
+        print(f"{name:32} {wall:7.2f} {wall / wall_reference:6.2f} {cpu:7.2f} {cpu / cpu_reference:6.2f}")
 
 
 if __name__ == "__main__":

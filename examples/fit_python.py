@@ -31,7 +31,7 @@ def main() -> None:
     if result.status != "success":
         sys.exit(f"fit failed: {result.error}")
     for metric in result.results.metrics:
-        print(f"{metric.mapped_smiles}: RMSE {metric.initial.rmse:.2f} -> {metric.final.rmse:.2f} kcal/mol")
+        print(f"{result.readable(metric.mapped_smiles)}: RMSE {metric.initial.rmse:.2f} -> {metric.final.rmse:.2f} kcal/mol")
     result.bespoke_force_field.to_file("acetanilide-bespoke.offxml")
     print("wrote acetanilide-bespoke.offxml")
 
