@@ -130,7 +130,7 @@ class Coordinator:
                 if workflow.cache_only:
                     self._check_cached(tasks)
                 status.scans = [ScanProgress(smiles=task.smiles) for task in tasks.values()]
-                bonds = [(a + 1, b + 1) for target in targets for a, b in target.parameter.parent_bonds]
+                bonds = [(a + 1, b + 1) for t in targets for p in t.parameters for a, b in p.parent_bonds]
                 scans = [task.smiles for task in tasks.values()]
                 self._spawn(self._draw(record, [workflow.smiles, *scans], [bonds, *[[(1, 2)]] * len(scans)]))
                 async with asyncio.TaskGroup() as group:

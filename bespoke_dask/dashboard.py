@@ -73,7 +73,7 @@ def profiles(output: BespokeExecutorOutput) -> list[dict]:
                 "qc": m.qc_energies,
                 "initial": m.initial_energies,
                 "bespoke": m.final_energies,
-                "rmse": (m.initial.rmse, m.final.rmse),
+                "rmse": (m.initial.rmse if m.initial else float("nan"), m.final.rmse if m.final else float("nan")),
             }
             for m in metrics
         ]

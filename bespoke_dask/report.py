@@ -13,7 +13,7 @@ from pathlib import Path
 from jinja2 import Environment
 from matplotlib.figure import Figure
 
-from bespoke_dask.schema import BespokeExecutorOutput, BespokeTorsion, TorsionMetrics
+from bespoke_dask.schema import BespokeExecutorOutput, BespokeTorsion, ProfileError, TorsionMetrics
 from bespoke_dask.stages.depict import drawing
 
 _SERIES = (  # (field of TorsionMetrics, label, matplotlib style)
@@ -60,7 +60,7 @@ def profile_png(output: BespokeExecutorOutput, metric: TorsionMetrics) -> bytes 
         if len(energies) != len(metric.angles):
             continue
         error = errors.get(field)
-        if error is not None:
+        if error is not None and field != "qc_energies":
             label += f" (RMSE {error.rmse:.2f})"
         axes.plot(metric.angles, energies, label=label, **style)
     axes.set_xlabel("dihedral angle (degrees)")
@@ -132,7 +132,15 @@ def _inline_svg(svg: str) -> str:
     return re.sub(r"<\?xml[^>]*\?>", "", svg).strip()
 
 
-_TEMPLATE = Environment(autoescape=True).from_string(
+def _kcal(error: ProfileError | None, field: str = "rmse") -> str:
+    """A profile error's field (kcal/mol) for a table cell; empty when there is none."""
+    value = None if error is None else getattr(error, field)
+    return "" if value is None else f"{value:.3f}"
+
+
+_ENVIRONMENT = Environment(autoescape=True)
+_ENVIRONMENT.filters["kcal"] = _kcal
+_TEMPLATE = _ENVIRONMENT.from_string(
     """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Bespoke fit report: workflow {{ output.id }}</title>
@@ -157,15 +165,13 @@ section.torsion { border-top: 1px solid #ddd; padding-top: 1em; }
 <tr><th class="text">torsion</th><th>base</th><th>initial</th><th>bespoke</th><th>bespoke max</th>
 <th>initial, all points</th><th>bespoke, all points</th></tr>
 {% for t in torsions %}{% set m = t.metric %}
-<tr><td class="text">{{ t.label }}</td><td>{{ "%.3f" % m.base.rmse if m.base else "" }}</td>
-<td>{{ "%.3f" % m.initial.rmse }}</td><td><b>{{ "%.3f" % m.final.rmse }}</b></td><td>{{ "%.3f" % m.final.max_error }}</td>
-<td>{{ "%.3f" % m.initial.rmse_all if m.initial.rmse_all is not none else "" }}</td>
-<td>{{ "%.3f" % m.final.rmse_all if m.final.rmse_all is not none else "" }}</td></tr>
+<tr><td class="text">{{ t.label }}</td><td>{{ m.base | kcal }}</td>
+<td>{{ m.initial | kcal }}</td><td><b>{{ m.final | kcal }}</b></td><td>{{ m.final | kcal("max_error") }}</td>
+<td>{{ m.initial | kcal("rmse_all") }}</td><td>{{ m.final | kcal("rmse_all") }}</td></tr>
 {% endfor %}
-{% if result.final %}<tr><td class="text"><b>molecule</b></td><td>{{ "%.3f" % result.base.rmse if result.base else "" }}</td>
-<td>{{ "%.3f" % result.initial.rmse }}</td><td><b>{{ "%.3f" % result.final.rmse }}</b></td><td>{{ "%.3f" % result.final.max_error }}</td>
-<td>{{ "%.3f" % result.initial.rmse_all if result.initial.rmse_all is not none else "" }}</td>
-<td>{{ "%.3f" % result.final.rmse_all if result.final.rmse_all is not none else "" }}</td></tr>{% endif %}
+{% if result.final %}<tr><td class="text"><b>molecule</b></td><td>{{ result.base | kcal }}</td>
+<td>{{ result.initial | kcal }}</td><td><b>{{ result.final | kcal }}</b></td><td>{{ result.final | kcal("max_error") }}</td>
+<td>{{ result.initial | kcal("rmse_all") }}</td><td>{{ result.final | kcal("rmse_all") }}</td></tr>{% endif %}
 </table>
 <p>{{ result.protocol }}.</p>
 {% if result.message %}<p>{{ result.message }}</p>{% endif %}
@@ -175,9 +181,9 @@ section.torsion { border-top: 1px solid #ddd; padding-top: 1em; }
 <section class="torsion" id="torsion-{{ loop.index }}">
 <h3>{{ t.label }}</h3>
 <img alt="torsion profile {{ loop.index }}" src="data:image/png;base64,{{ t.png }}">
-<p>RMSE initial <span class="rmse-initial">{{ "%.3f" % t.metric.initial.rmse }}</span> kcal/mol,
-bespoke <span class="rmse-final">{{ "%.3f" % t.metric.final.rmse }}</span> kcal/mol
-{% if t.metric.base %}(base force field {{ "%.3f" % t.metric.base.rmse }}){% endif %}.</p>
+<p>RMSE initial <span class="rmse-initial">{{ t.metric.initial | kcal }}</span> kcal/mol,
+bespoke <span class="rmse-final">{{ t.metric.final | kcal }}</span> kcal/mol
+{% if t.metric.base %}(base force field {{ t.metric.base | kcal }}){% endif %}.</p>
 </section>
 {% endfor %}
 
