@@ -6,11 +6,15 @@ run; the median wall time and CPU time (user + system: less disturbed by a busy 
 are reported. `executor list` and `retrieve` talk to a real
 executor started here (one workflow submitted to it, so they have something to show).
 
+`--baseline DIR` also times the same commands with another source tree of the package first on
+the path (e.g. an older commit unpacked with `git archive`), against the same executor.
+
 Run from the repository root (a quiet machine gives meaningful numbers):
-    .venv/bin/python bench/cli_latency.py [--repeat 5]
+    .venv/bin/python bench/cli_latency.py [--repeat 5] [--baseline DIR]
 """
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -25,11 +29,12 @@ def bespoke_dask(*args: str) -> list[str]:
     return [sys.executable, "-m", "bespoke_dask.cli", *args]
 
 
-def timed(command: list[str]) -> tuple[float, float]:
-    """(wall time, CPU time) of one run of `command`, in seconds."""
+def timed(command: list[str], source: str | None = None) -> tuple[float, float]:
+    """(wall time, CPU time) of one run of `command`, in seconds; `source` first on its path."""
+    env = dict(os.environ, PYTHONPATH=source) if source else None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -38,6 +43,7 @@ def timed(command: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--baseline", help="another source tree of bespoke_dask to time as well")
     arguments = parser.parse_args()
 
     from bespoke_dask import BespokeDaskExecutor, BespokeWorkflowFactory
@@ -55,17 +61,20 @@ def main() -> None:
                 "executor retrieve": bespoke_dask("executor", "retrieve", "--id", workflow_id, *address),
                 "executor cancel (finished id)": bespoke_dask("executor", "cancel", "--id", workflow_id, *address),
             }
-            times: dict[str, list[tuple[float, float]]] = {name: [] for name in ["import distributed", *commands]}
+            sources = {"": None} | ({" (baseline)": arguments.baseline} if arguments.baseline else {})
+            runs = {f"{name}{label}": (command, source) for name, command in commands.items()
+                    for label, source in sources.items()}
+            times: dict[str, list[tuple[float, float]]] = {name: [] for name in ["import distributed", *runs]}
             for _ in range(arguments.repeat):
                 times["import distributed"].append(timed(REFERENCE))
-                for name, command in commands.items():
-                    times[name].append(timed(command))
+                for name, (command, source) in runs.items():
+                    times[name].append(timed(command, source))
     medians = {name: [statistics.median(column) for column in zip(*samples)] for name, samples in times.items()}
     wall_reference, cpu_reference = medians["import distributed"]
     print(f"median of {arguments.repeat} runs each, interleaved; reference `python -c \"import distributed\"`")
-    print(f"{'command':32} {'wall s':>7} {'ratio':>6} {'CPU s':>7} {'ratio':>6}")
+    print(f"{'command':43} {'wall s':>7} {'ratio':>6} {'CPU s':>7} {'ratio':>6}")
     for name, (wall, cpu) in medians.items():
-        print(f"{name:32} {wall:7.2f} {wall / wall_reference:6.2f} {cpu:7.2f} {cpu / cpu_reference:6.2f}")
+        print(f"{name:43} {wall:7.2f} {wall / wall_reference:6.2f} {cpu:7.2f} {cpu / cpu_reference:6.2f}")
 
 
 if __name__ == "__main__":

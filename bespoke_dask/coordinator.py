@@ -151,7 +151,8 @@ class Coordinator:
                     graph.OPTIMIZE, workflow, parameters, fit_targets
                 )
                 metrics = record.output.results.metrics
-                await self._draw(record, [m.mapped_smiles for m in metrics], [[m.dihedral[1:3]] for m in metrics], 1)
+                scanned = [m.mapped_smiles for m in metrics]
+                await self._draw(record, scanned, [[m.dihedral[1:3]] for m in metrics], offset=1)
 
     @contextlib.asynccontextmanager
     async def _stage(self, record: WorkflowRecord, stage_type: str):

@@ -144,7 +144,7 @@ class BespokePage:
         self.rows.data = {name: [row[name] for row in rows] for name, _, _ in _COLUMNS}
         self.table.height = min(30 + 72 * max(len(rows), 1), 600)  # no empty rows, scroll beyond 8
         if not outputs:
-            self.selected.text = "<p>No workflows yet: submit one with <code>bespoke-dask executor submit</code>.</p>"
+            self.selected.text = "<p>No workflows yet: <code>bespoke-dask executor submit</code> one.</p>"
             return
         chosen = self.rows.selected.indices
         workflow_id = outputs[chosen[0]].id if chosen and chosen[0] < len(outputs) else outputs[-1].id

@@ -155,7 +155,7 @@ section.torsion { border-top: 1px solid #ddd; padding-top: 1em; }
 </style></head>
 <body>
 <h1>Bespoke fit report: workflow {{ output.id }}</h1>
-<p><code>{{ smiles }}</code> &mdash; status <b>{{ output.status }}</b>
+<p style="font-size: 1.2em"><code style="font-size: 1em">{{ smiles }}</code> &mdash; status <b>{{ output.status }}</b>
 {% if output.error %}<br><span class="bad">{{ output.error }}</span>{% endif %}</p>
 <figure class="molecule">{{ svg | safe }}<figcaption>Fitted bonds highlighted.</figcaption></figure>
 

@@ -40,3 +40,14 @@ def test_cancel_of_an_unknown_id_is_one_line_and_loads_no_chemistry(running_exec
     assert code == 2
     assert "99" in stderr and "Traceback" not in stderr
     assert loaded == []
+
+
+@pytest.mark.slow
+def test_watch_quiet_prints_nothing_and_exits_0_on_success(running_executor):
+    code, stdout, stderr, loaded = client_process.run(
+        "executor", "watch", "--id", running_executor.ids[0], "--quiet",
+        "--scheduler", running_executor.scheduler_address, timeout=600,
+    )
+    assert code == 0, stderr
+    assert stdout == ""
+    assert loaded == []
