@@ -21,20 +21,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 REFERENCE = [sys.executable, "-c", "import distributed"]
+SOURCE = str(Path(__file__).resolve().parents[1])  # this tree: what `python -m` would find from here
 
 
 def bespoke_dask(*args: str) -> list[str]:
     return [sys.executable, "-m", "bespoke_dask.cli", *args]
 
 
-def timed(command: list[str], source: str | None = None) -> tuple[float, float]:
-    """(wall time, CPU time) of one run of `command`, in seconds; `source` first on its path."""
-    env = dict(os.environ, PYTHONPATH=source) if source else None
+def timed(command: list[str], source: str = SOURCE, cwd: str = "/") -> tuple[float, float]:
+    """(wall time, CPU time) of one run of `command`, in seconds, with the package from `source`.
+
+    It runs in `cwd`, not here: `python -m` puts the working directory first on the path.
+    """
+    env = dict(os.environ, PYTHONPATH=source)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env)
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env, cwd=cwd)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -61,14 +66,14 @@ def main() -> None:
                 "executor retrieve": bespoke_dask("executor", "retrieve", "--id", workflow_id, *address),
                 "executor cancel (finished id)": bespoke_dask("executor", "cancel", "--id", workflow_id, *address),
             }
-            sources = {"": None} | ({" (baseline)": arguments.baseline} if arguments.baseline else {})
+            sources = {"": SOURCE} | ({" (baseline)": arguments.baseline} if arguments.baseline else {})
             runs = {f"{name}{label}": (command, source) for name, command in commands.items()
                     for label, source in sources.items()}
             times: dict[str, list[tuple[float, float]]] = {name: [] for name in ["import distributed", *runs]}
             for _ in range(arguments.repeat):
-                times["import distributed"].append(timed(REFERENCE))
+                times["import distributed"].append(timed(REFERENCE, cwd=directory))
                 for name, (command, source) in runs.items():
-                    times[name].append(timed(command, source))
+                    times[name].append(timed(command, source, cwd=directory))
     medians = {name: [statistics.median(column) for column in zip(*samples)] for name, samples in times.items()}
     wall_reference, cpu_reference = medians["import distributed"]
     print(f"median of {arguments.repeat} runs each, interleaved; reference `python -c \"import distributed\"`")

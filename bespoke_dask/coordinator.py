@@ -16,7 +16,7 @@ from distributed import Client
 
 from bespoke_dask import graph
 from bespoke_dask.graph import Stage
-from bespoke_dask.progress import SharedScan, event, qc_profile, scan_profile, topic
+from bespoke_dask.progress import SharedScan, event, forget_events, qc_profile, scan_profile, topic
 from bespoke_dask.schema import (
     BespokeExecutorOutput,
     BespokeWorkflow,
@@ -153,6 +153,8 @@ class Coordinator:
                 metrics = record.output.results.metrics
                 scanned = [m.mapped_smiles for m in metrics]
                 await self._draw(record, scanned, [[m.dihedral[1:3]] for m in metrics], offset=1)
+        if not self._closing:
+            self._spawn(self._forget_events(record))
 
     @contextlib.asynccontextmanager
     async def _stage(self, record: WorkflowRecord, stage_type: str):
@@ -299,6 +301,13 @@ class Coordinator:
             if smiles[0] == record.output.smiles:
                 record.output.depiction = drawings[0].svg
             self._publish(record)
+
+    async def _forget_events(self, record: WorkflowRecord) -> None:
+        """Once the workflow's last status has been pushed, drop its event log from the scheduler."""
+        pushing = [task for task in self._background if task is not asyncio.current_task()]
+        await asyncio.gather(*pushing, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.client.run_on_scheduler(forget_events, topic(record.output.id))
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -23,6 +23,12 @@ def topic(workflow_id: str) -> str:
     return f"bespoke-dask-workflow-{workflow_id}"
 
 
+def forget_events(topic_name: str, dask_scheduler=None) -> None:
+    """Run on the scheduler: drop a finished workflow's event log (followers got every event; its
+    record is on disk), so a long-lived scheduler does not keep every status it ever pushed."""
+    dask_scheduler._broker.truncate(topic_name)  # what Dask itself does for departed clients' topics
+
+
 def event(output: BespokeExecutorOutput) -> dict:
     """A status snapshot small enough to push often: no fit results, no drawing."""
     return output.model_dump(mode="json", exclude={"results", "depiction"})

@@ -1,10 +1,13 @@
 """Progress pushed from the executor: `watch --json` follows a workflow that waits on another's scan."""
 
 import json
+import time
 
 import pytest
+from distributed import Client
 
 import client_process
+from bespoke_dask.progress import topic
 
 pytestmark = pytest.mark.slow
 
@@ -28,3 +31,14 @@ def test_a_followed_workflow_gets_its_results_at_the_end(running_executor):
     assert result.status == "success", result.error
     assert result.results is not None and result.results.metrics
     assert seen[-1].status == "success"
+
+
+def test_a_finished_workflows_events_are_dropped_from_the_scheduler(running_executor):
+    """A long-lived scheduler must not keep every status it ever pushed (the record is on disk)."""
+    workflow_id = running_executor.ids[0]
+    assert running_executor.wait_until_complete(workflow_id).status == "success"
+    with Client(running_executor.scheduler_address) as client:
+        deadline = time.monotonic() + 60
+        while client.get_events(topic(workflow_id)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert client.get_events(topic(workflow_id)) == ()
