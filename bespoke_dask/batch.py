@@ -154,6 +154,7 @@ class BatchCluster(SpecCluster):
             "port": port,
             "dashboard": dashboard_port is not None,
             "dashboard_address": f"{host}:{dashboard_port or 0}",
+            "preload": ["bespoke_dask.dashboard"],  # the /bespoke page and its JSON routes
             **(dask.config.get(f"jobqueue.{base}.scheduler-options", None) or {}),
         }
         if "interface" in options:
