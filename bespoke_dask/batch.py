@@ -20,11 +20,10 @@ from distributed import Scheduler, SpecCluster
 from distributed.core import Status
 
 from bespoke_dask.allocation import SrunJob
-from bespoke_dask.config import POOLS, BespokeWorkerConfig, Pool, pool_setting
+from bespoke_dask.config import POOLS, WORKER_TYPES, BespokeWorkerConfig, Pool, pool_setting
 from bespoke_dask.errors import InputError
 
 # The pools in the user's words (launch-worker --worker-type, jobqueue.yaml sections).
-WORKER_TYPES: dict[Pool, str] = {"fragmenter": "fragmenter", "qc": "qc-compute", "optimizer": "optimizer"}
 SHIPPED_CONFIG = Path(__file__).parent / "jobqueue.yaml"
 # Keys of a pool section that are the cluster's, not a job's.
 _CLUSTER_KEYS = {"scheduler-options", "shared-temp-directory"}
@@ -144,7 +143,9 @@ class BatchCluster(SpecCluster):
         host: str = "127.0.0.1",
         port: int = 0,
         dashboard_port: int | None = 0,
+        plugins: tuple = (),
     ):
+        """`plugins`: scheduler plugins, e.g. the coordinator's (`service.CoordinatorPlugin`)."""
         if system not in SYSTEMS:
             raise InputError(f"unknown batch system {system!r}: choose {', '.join(SYSTEMS)}")
         self.system = system
@@ -155,6 +156,7 @@ class BatchCluster(SpecCluster):
             "dashboard": dashboard_port is not None,
             "dashboard_address": f"{host}:{dashboard_port or 0}",
             "preload": ["bespoke_dask.dashboard"],  # the /bespoke page and its JSON routes
+            "plugins": list(plugins),
             **(dask.config.get(f"jobqueue.{base}.scheduler-options", None) or {}),
         }
         if "interface" in options:

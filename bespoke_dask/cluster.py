@@ -1,9 +1,25 @@
 """A local Dask cluster with one worker pool per stage, listening on loopback only."""
 
 from distributed import Nanny, Scheduler, SpecCluster
+from distributed.security import Security
 
 from bespoke_dask.config import BespokeWorkerConfig, Pool, pool_setting
 from bespoke_dask.logs import WORKER_LOG_LEVEL
+
+THREAD_LIMITS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+class PoolNanny(Nanny):
+    """A Nanny whose worker process gets `pre_spawn_env` before it starts.
+
+    OpenMP and BLAS read their thread limits once, when numpy loads; a Nanny's `env=` is
+    applied after the worker has imported numpy, distributed's `pre-spawn-environ` before.
+    The pool's values win over this process's own variables (which `pre-spawn-environ` keeps).
+    """
+
+    def __init__(self, *args, pre_spawn_env: dict[str, str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pre_spawn_env.update(pre_spawn_env)
 
 
 def local_cluster(
@@ -11,41 +27,66 @@ def local_cluster(
     host: str = "127.0.0.1",
     port: int = 0,
     dashboard_port: int | None = 0,
+    security: Security | None = None,
+    plugins: tuple = (),
 ) -> SpecCluster:
-    """Start a scheduler and `n` worker processes per pool, each offering its pool's resource.
-
-    A worker offers `n-tasks` units of its pool's resource, so it runs that many stage tasks at
-    once; `threads` beyond those leave room for light scan steps (`bespoke-dask.pools.<pool>`).
-    """
+    """Start a scheduler (carrying `plugins`) and `n` worker processes per pool."""
+    security = security or Security()
     scheduler = {
         "cls": Scheduler,
         "options": {
             "host": host,
             "port": port,
+            "protocol": _protocol(security),
+            "security": security,
             "dashboard": dashboard_port is not None,
             "dashboard_address": f"{host}:{dashboard_port or 0}",
             "preload": ["bespoke_dask.dashboard"],  # the /bespoke page and its JSON routes
+            "plugins": list(plugins),
         },
     }
     workers = {
-        f"{pool}-{index}": worker_spec(pool, config, host)
+        f"{pool}-{index}": worker_spec(pool, config, host, security)
         for pool, (n_workers, config) in pools.items()
         for index in range(n_workers)
     }
-    return SpecCluster(workers=workers, scheduler=scheduler, name="bespoke-dask")
+    return SpecCluster(
+        workers=workers, scheduler=scheduler, security=security, name="bespoke-dask"
+    )
 
 
-def worker_spec(pool: Pool, config: BespokeWorkerConfig, host: str) -> dict:
-    """The `SpecCluster` entry of one worker process of `pool`."""
+def worker_spec(
+    pool: Pool,
+    config: BespokeWorkerConfig,
+    host: str,
+    security: Security | None = None,
+    n_tasks: int | None = None,
+) -> dict:
+    """The `SpecCluster` entry of one worker process of `pool`.
+
+    A worker offers `n-tasks` units of its pool's resource, so it runs that many stage tasks at
+    once, each with `config`'s cores and memory; `threads` beyond those leave room for light
+    scan steps (`bespoke-dask.pools.<pool>`).
+    """
+    security = security or Security()
+    n_tasks = pool_setting(pool, "n-tasks", n_tasks)
+    env = config.environment(pool)
     return {
-        "cls": Nanny,
+        "cls": PoolNanny,
         "options": {
             "host": host,
-            "nthreads": pool_setting(pool, "threads") + pool_setting(pool, "n-tasks") - 1,
-            "resources": {pool: pool_setting(pool, "n-tasks")},
-            "memory_limit": f"{config.max_memory}GiB" if config.max_memory else "auto",
-            "env": config.environment(pool),
+            "protocol": _protocol(security),
+            "security": security,
+            "nthreads": pool_setting(pool, "threads") + n_tasks - 1,
+            "resources": {pool: n_tasks},
+            "memory_limit": f"{config.max_memory * n_tasks}GiB" if config.max_memory else "auto",
+            "pre_spawn_env": {name: env[name] for name in THREAD_LIMITS},
+            "env": env,
             "dashboard_address": f"{host}:0",
             "silence_logs": WORKER_LOG_LEVEL,
         },
     }
+
+
+def _protocol(security: Security) -> str:
+    return "tls" if security.require_encryption else "tcp"

@@ -10,11 +10,15 @@ coordinator on the same directory resumes whatever was left unfinished.
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from dask.utils import format_time
 from distributed import Client
+from distributed.scheduler import NoValidWorkerError, NoWorkerError
 
 from bespoke_dask import graph
+from bespoke_dask.config import WORKER_TYPES
 from bespoke_dask.graph import Stage
 from bespoke_dask.progress import SharedScan, event, forget_events, qc_profile, scan_profile, topic
 from bespoke_dask.schema import (
@@ -41,11 +45,25 @@ class StageFailed(Exception):
     """A stage ended in error; its status already says why."""
 
 
+class NoWorkers(RuntimeError):
+    """A task waited longer than `bespoke-dask.no-workers-timeout` for a worker of its pool."""
+
+    def __init__(self, pool: str, address: str, timeout: float):
+        super().__init__(
+            f"no {pool} worker joined within {format_time(timeout)}: add one with "
+            f"`bespoke-dask launch-worker --worker-type {pool} --scheduler {address}`"
+        )
+
+
 class Coordinator:
     """Turns workflows into Dask work and tracks their state. Runs on one asyncio loop."""
 
-    def __init__(self, client: Client, directory: str | Path):
+    def __init__(
+        self, client: Client, directory: str | Path, finished: Callable[[str], None] | None = None
+    ):
+        """`finished(id)` is called whenever a workflow ends (success, errored or cancelled)."""
         self.client = client
+        self._finished = finished or (lambda workflow_id: None)
         self.directory = Path(directory)
         self.store = Store(self.directory / "store")
         self.records = {record.output.id: record for record in self._load_records()}
@@ -85,6 +103,10 @@ class Coordinator:
             self._start(record)
         return [record.output.id for record in unfinished]
 
+    def finished(self) -> list[str]:
+        """Ids of the workflows that have ended."""
+        return [i for i, record in self.records.items() if record.output.status not in ("waiting", "running")]
+
     def cancel(self, workflow_id: str) -> bool:
         """Stop a workflow; work no other workflow waits for is released from the cluster."""
         driver = self._drivers.get(str(workflow_id))
@@ -116,6 +138,7 @@ class Coordinator:
     def _start(self, record: WorkflowRecord) -> None:
         driver = asyncio.get_running_loop().create_task(self._drive(record))
         self._drivers[record.output.id] = driver
+        driver.add_done_callback(lambda _: self._closing or self._finished(record.output.id))
 
     async def _drive(self, record: WorkflowRecord) -> None:
         workflow = record.workflow.model_copy(update={"id": None})  # ids must not change keys
@@ -249,6 +272,10 @@ class Coordinator:
             if not self._closing:
                 await self._stop(future)
             raise
+        except (NoValidWorkerError, NoWorkerError) as error:
+            future.release()  # else the scheduler keeps the error and a resubmission gets it back
+            pool = WORKER_TYPES.get(stage.pool, "any")
+            raise NoWorkers(pool, self.client.scheduler.address, error.timeout) from None
         except Exception as error:
             if stage.cached:
                 self.store.put_failure(stage.name, key, describe(error))

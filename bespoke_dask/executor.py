@@ -4,23 +4,25 @@ Either way every operation goes through the scheduler to the coordinator beside 
 (`bespoke_dask.service`), so a client needs nothing but the scheduler's address.
 """
 
+import concurrent.futures
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import dask.config
 from distributed import Client
+from distributed.security import Security
 
-from bespoke_dask import logs, progress, service
+from bespoke_dask import futures, logs, progress, service
+from bespoke_dask import tls as bespoke_tls
 from bespoke_dask.cluster import local_cluster
-from bespoke_dask.config import BespokeWorkerConfig, pool_setting
+from bespoke_dask.config import BespokeWorkerConfig, pool_setting, setting
 from bespoke_dask.schema import BespokeExecutorOutput, BespokeWorkflow, Status
 from bespoke_dask.settings import Settings
 
 FINISHED = progress.FINISHED
-DEFAULT_DIRECTORY = "bespoke-executor"
+DEFAULT_DIRECTORY = setting("directory")  # bespoke-dask.directory: "bespoke-executor"
 
 _current: "BespokeDaskExecutor | None" = None
 
@@ -37,7 +39,9 @@ class BespokeDaskExecutor:
     and the coordinator on `directory`, which holds the store and the workflow records and
     resumes whatever was left unfinished there. `directory=None` uses a temporary directory
     removed on exit (kept when BEFLOW_KEEP_TMP_FILES is set). Arguments left as None fall
-    back to dask.config (`bespoke-dask.*`) and BespokeFit's BEFLOW_* variables.
+    back to BespokeFit's BEFLOW_* variables, then dask.config (`bespoke-dask.*`).
+    `tls=True` requires Dask TLS with certificates from dask config or generated into
+    `directory` (`bespoke_dask.tls`); `security` gives them explicitly (also when connecting).
     """
 
     def __init__(
@@ -53,28 +57,27 @@ class BespokeDaskExecutor:
         port: int | None = None,
         dashboard_port: int | None = None,
         scheduler_address: str | None = None,
+        tls: bool | None = None,
+        security: Security | None = None,
     ):
         self.scheduler_address = scheduler_address
-        self.pools = {
-            "fragmenter": (
-                _given(n_fragmenter_workers, pool_setting("fragmenter", "n-workers")),
-                fragmenter_worker_config or BespokeWorkerConfig.from_config("fragmenter"),
-            ),
-            "qc": (
-                _given(n_qc_compute_workers, pool_setting("qc", "n-workers")),
-                qc_compute_worker_config or BespokeWorkerConfig.from_config("qc"),
-            ),
-            "optimizer": (
-                _given(n_optimizer_workers, pool_setting("optimizer", "n-workers")),
-                optimizer_worker_config or BespokeWorkerConfig.from_config("optimizer"),
-            ),
+        given = {
+            "fragmenter": (n_fragmenter_workers, fragmenter_worker_config),
+            "qc": (n_qc_compute_workers, qc_compute_worker_config),
+            "optimizer": (n_optimizer_workers, optimizer_worker_config),
         }
-        self.host = host or dask.config.get("bespoke-dask.host")
-        self.port = _given(port, dask.config.get("bespoke-dask.port"))
-        self.dashboard_port = _given(dashboard_port, dask.config.get("bespoke-dask.dashboard-port"))
+        self.pools = {
+            pool: (pool_setting(pool, "n-workers", n), config or BespokeWorkerConfig.from_config(pool))
+            for pool, (n, config) in given.items()
+        }
+        self.host = setting("host", host)
+        self.port = setting("port", port)
+        self.dashboard_port = setting("dashboard-port", dashboard_port)
+        self.tls = setting("tls", tls) or security is not None
         self._temporary = directory is None and scheduler_address is None
         self.directory = Path(tempfile.mkdtemp(prefix="bespoke-") if self._temporary else directory)
-        self._cluster = self._host = self._client = None
+        self.security = security
+        self._cluster = self._client = None
 
     # -- lifetime --------------------------------------------------------------------
     def start(self) -> "BespokeDaskExecutor":
@@ -82,37 +85,38 @@ class BespokeDaskExecutor:
         logs.follow_user_logging()
         if self.scheduler_address is None:
             self._start_cluster()
-        self._client = _connect(self.scheduler_address)
+        elif self.security is None:
+            self.security = bespoke_tls.resolve(self.directory)
+        self._client = _connect(self.scheduler_address, self.security)
         return self
 
     def _start_cluster(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._cluster = local_cluster(
-            self.pools,
-            host=self.host,
-            port=self.port,
-            dashboard_port=self.dashboard_port,
-        )
-        self.scheduler_address = self._cluster.scheduler_address
+        plugin = service.CoordinatorPlugin(self.directory)  # locks the directory first
+        if self.tls and self.security is None:
+            self.security = bespoke_tls.for_executor(self.directory, self.host)
         try:
-            self._host = service.CoordinatorHost(
-                self.scheduler_address, self.directory, self.dashboard_link
+            self._cluster = local_cluster(
+                self.pools,
+                host=self.host,
+                port=self.port,
+                dashboard_port=self.dashboard_port,
+                security=self.security,
+                plugins=[plugin],
             )
-        except Exception:
-            self._cluster.close()
+        except BaseException:
+            plugin.release()
             raise
+        self.scheduler_address = self._cluster.scheduler_address
 
     def stop(self) -> None:
         """Disconnect; an executor this object started is shut down (and resumes next time)."""
         if self._client is not None:
             self._client.close()
-        if self._host is not None:
-            self._host.stop()
         if self._cluster is not None:
             self._cluster.close()
         if self._temporary and not Settings().keep_tmp_files:
             shutil.rmtree(self.directory, ignore_errors=True)
-        self._cluster = self._host = self._client = None
+        self._cluster = self._client = None
 
     def __enter__(self) -> "BespokeDaskExecutor":
         global _current
@@ -131,10 +135,49 @@ class BespokeDaskExecutor:
             return None
         return self._cluster.dashboard_link
 
+    @property
+    def client(self) -> Client:
+        """The Dask client of this executor (for the user's own Dask work beside the fits)."""
+        if self._client is None:
+            raise RuntimeError("the executor is not started: use `with BespokeDaskExecutor(...):`")
+        return self._client
+
     # -- workflows -------------------------------------------------------------------
-    def submit(self, workflow: BespokeWorkflow) -> str:
-        """Queue a workflow and return its id (an identical earlier one keeps its id)."""
-        return self._call("submit", workflow)
+    def submit(self, workflow: BespokeWorkflow, return_future: bool = False):
+        """Queue a workflow and return its id (an identical earlier one keeps its id).
+
+        With `return_future`, a `concurrent.futures.Future` of its output instead.
+        """
+        workflow_id = self._call("submit", workflow)
+        return self.future(workflow_id) if return_future else workflow_id
+
+    def future(self, workflow_id: str) -> concurrent.futures.Future:
+        """A `concurrent.futures.Future` of the workflow's finished `BespokeExecutorOutput`.
+
+        Its `workflow_id` attribute is the workflow's id.
+        """
+        self.retrieve(workflow_id)  # unknown ids raise
+        future = futures.concurrent_future(self, str(workflow_id))
+        future.workflow_id = str(workflow_id)
+        return future
+
+    def dask_future(self, workflow_id: str, client: Client | None = None):
+        """A Dask future of the workflow's output, e.g. for `client.submit(run_md, future)`.
+
+        It belongs to `client` (default: this executor's), which must talk to this scheduler.
+        """
+        self.retrieve(workflow_id)
+        return futures.dask_future(client or self.client, str(workflow_id))
+
+    def map(self, workflows, timeout: float | None = None):
+        """Submit every workflow; yield their outputs in order (as `concurrent.futures.Executor.map`)."""
+        submitted = [self.submit(workflow, return_future=True) for workflow in workflows]
+
+        def outputs():
+            for future in submitted:
+                yield future.result(timeout)
+
+        return outputs()
 
     def retrieve(self, workflow_id: str) -> BespokeExecutorOutput:
         """A snapshot of the workflow's status and, once finished, its results."""
@@ -168,30 +211,29 @@ class BespokeDaskExecutor:
         return progress.follow(self._client, str(workflow_id), self.retrieve, callback)
 
     def _call(self, operation: str, *args):
-        if self._client is None:
-            raise RuntimeError("the executor is not started: use `with BespokeDaskExecutor(...):`")
-        return self._client.run_on_scheduler(service.call, operation, *args)
+        return self.client.run_on_scheduler(service.call, operation, *args)
 
 
 def connect(
-    scheduler_address: str | None = None, directory: str | os.PathLike | None = None
+    scheduler_address: str | None = None,
+    directory: str | os.PathLike | None = None,
+    security: Security | None = None,
 ) -> BespokeDaskExecutor:
     """A started client of the running executor found from the arguments or the environment.
 
     The address comes from `scheduler_address`, else BEFLOW_SCHEDULER_ADDRESS, else the
-    `scheduler.json` the executor wrote into `directory` (default `bespoke-executor`).
+    `scheduler.json` the executor wrote into `directory` (default `bespoke-dask.directory`).
+    TLS certificates come from `security`, else the directory's, else dask config.
     """
-    address = (
-        scheduler_address
-        or Settings().scheduler_address
-        or service.scheduler_address_from(directory or DEFAULT_DIRECTORY)
-    )
+    directory = setting("directory", directory)
+    address = setting("scheduler-address", scheduler_address) or service.scheduler_address_from(directory)
     if address is None:
         raise ExecutorNotFound(
-            f"no running executor found in {directory or DEFAULT_DIRECTORY}: launch one "
+            f"no running executor found in {directory}: launch one "
             "with `bespoke-dask executor launch` or give --scheduler"
         )
-    return BespokeDaskExecutor(scheduler_address=address).start()
+    executor = BespokeDaskExecutor(scheduler_address=address, directory=directory, security=security)
+    return executor.start()
 
 
 def wait_until_complete(workflow_id: str, frequency: float = 1.0) -> BespokeExecutorOutput:
@@ -222,15 +264,16 @@ def _active() -> BespokeDaskExecutor:
     return _current
 
 
-def _connect(address: str) -> Client:
+def _connect(address: str, security: Security | None) -> Client:
+    if address.startswith("tls://") and not (security and security.require_encryption):
+        raise ExecutorNotFound(
+            f"the executor at {address} requires TLS: give its directory (which holds its "
+            "certificates), --tls-ca-file/--tls-cert/--tls-key, or distributed.comm.tls config"
+        )
     try:
-        return Client(address, timeout=dask.config.get("bespoke-dask.connect-timeout"))
+        return Client(address, timeout=setting("connect-timeout"), security=security)
     except OSError as error:
         raise ExecutorNotFound(f"no executor answers at {address}: {error}") from None
-
-
-def _given(value, default):
-    return default if value is None else value
 
 
 # BespokeFit's name; defined last so the builtin stays usable above.

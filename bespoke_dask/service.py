@@ -1,10 +1,12 @@
-"""The coordinator as a service of the scheduler it runs beside.
+"""The coordinator as a plugin of the Dask scheduler, wherever that scheduler runs.
 
-The process that starts the cluster hosts the coordinator on an asyncio loop of its own and
-registers it under the scheduler's address. Clients anywhere reach it with
+`CoordinatorPlugin(directory)` is registered on a scheduler: by `BespokeDaskExecutor` (in
+`executor launch`), by `dask scheduler --preload bespoke_dask.preload`, or by a jobqueue
+cluster's `scheduler_options={"preload": ["bespoke_dask.preload"]}`. It runs the coordinator
+on the scheduler's own event loop. Clients anywhere reach it with
 `client.run_on_scheduler(call, operation, *args)`: the scheduler's address is the one address
-users need. The directory is locked while a coordinator holds it, and its
-`scheduler.json` tells clients where the executor listens.
+users need. The directory is locked while a coordinator holds it, and its `scheduler.json`
+tells clients on the same file system where the executor listens.
 """
 
 import asyncio
@@ -12,18 +14,22 @@ import fcntl
 import json
 import logging
 import os
-import threading
 from pathlib import Path
 
-from distributed import Client
+from dask.utils import parse_timedelta
+from distributed import Client, SchedulerPlugin
+from distributed.security import Security
+from distributed.utils import format_dashboard_link
 
+from bespoke_dask.config import setting
 from bespoke_dask.coordinator import Coordinator
 
+PLUGIN_NAME = "bespoke-coordinator"
 SCHEDULER_FILE = "scheduler.json"
 LOCK_FILE = "executor.lock"
 OPERATIONS = ("submit", "output", "outputs", "cancel")
 
-_hosted: dict[str, "CoordinatorHost"] = {}
+logger = logging.getLogger(__name__)
 
 
 class _HideCalls(logging.Filter):
@@ -40,52 +46,79 @@ class DirectoryBusy(RuntimeError):
     """Another running executor holds the directory."""
 
 
-class CoordinatorHost:
-    """A coordinator on its own event-loop thread, registered under its scheduler's address."""
+class CoordinatorPlugin(SchedulerPlugin):
+    """Hosts the coordinator of `directory` on the scheduler it is registered with.
 
-    def __init__(self, scheduler_address: str, directory: Path, dashboard_link: str | None = None):
-        self.directory = Path(directory)
+    The directory is locked when the plugin is made, so a second executor on it fails at once.
+    """
+
+    name = PLUGIN_NAME
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory).resolve()
         self._lock = _lock(self.directory)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="coordinator")
-        self._thread.start()
-        self.coordinator = self._run(self._connect(scheduler_address))
-        self._run(_async(self.coordinator.resume))
-        self.address = scheduler_address
-        _hosted[scheduler_address] = self
-        _write_scheduler_file(self.directory, scheduler_address, dashboard_link)
+        self._ready: asyncio.Future | None = None
+        self.coordinator: Coordinator | None = None
 
-    async def _connect(self, address: str) -> Coordinator:
-        client = await Client(address, asynchronous=True)
-        return Coordinator(client, self.directory)
+    async def start(self, scheduler) -> None:
+        self.scheduler = scheduler
+        if scheduler.no_workers_timeout is None:  # distributed's own setting wins when given
+            scheduler.no_workers_timeout = parse_timedelta(setting("no-workers-timeout"))
+        # The coordinator's client connects to this very scheduler, which answers only once
+        # its start has returned: connect in the background, operations wait for it.
+        self._ready = asyncio.ensure_future(self._open(scheduler))
+
+    async def _open(self, scheduler) -> Coordinator:
+        client = await Client(
+            scheduler.address, asynchronous=True, security=_client_security(scheduler.security)
+        )
+        self.coordinator = Coordinator(client, self.directory, finished=self._announce)
+        for workflow_id in self.coordinator.finished():
+            self._announce(workflow_id)
+        resumed = self.coordinator.resume()
+        if resumed:
+            logger.info("resuming workflows %s", ", ".join(resumed))
+        _write_scheduler_file(self.directory, scheduler)
+        return self.coordinator
+
+    def _announce(self, workflow_id: str) -> None:
+        """Set the workflow's Dask event: futures waiting for it resolve (bespoke_dask.futures)."""
+        self.scheduler.extensions["events"].event_set(finished_event(workflow_id))
 
     async def call(self, operation: str, *args):
-        """Run a coordinator operation on the coordinator's loop; awaitable from any loop."""
+        """Run a coordinator operation once the coordinator is up."""
         if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}")
-        method = getattr(self.coordinator, operation)
-        future = asyncio.run_coroutine_threadsafe(_async(method, *args), self._loop)
-        return await asyncio.wrap_future(future)
+        coordinator = await asyncio.shield(self._ready)
+        return getattr(coordinator, operation)(*args)
 
-    def stop(self) -> None:
+    async def close(self) -> None:
         """Stop the coordinator; unfinished workflows resume when the directory is opened again."""
-        _hosted.pop(self.address, None)
         (self.directory / SCHEDULER_FILE).unlink(missing_ok=True)
-        self._run(self.coordinator.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
+        if self._ready is not None:
+            coordinator = await self._ready
+            await coordinator.close()
+        self.release()
+
+    def release(self) -> None:
+        """Unlock the directory (done by `close`; call it if the scheduler never started)."""
         self._lock.close()
 
-    def _run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+def finished_event(workflow_id: str) -> str:
+    """Name of the Dask `Event` set when workflow `workflow_id` finishes."""
+    return f"bespoke-workflow-finished-{workflow_id}"
 
 
 async def call(operation: str, *args, dask_scheduler=None):
     """Entry point on the scheduler for `Client.run_on_scheduler`."""
-    host = _hosted.get(dask_scheduler.address)
-    if host is None:
-        raise RuntimeError(f"no bespoke executor runs at {dask_scheduler.address}")
-    return await host.call(operation, *args)
+    plugin = dask_scheduler.plugins.get(PLUGIN_NAME)
+    if plugin is None:
+        raise RuntimeError(
+            f"no bespoke executor runs at {dask_scheduler.address}: start the scheduler with "
+            "`--preload bespoke_dask.preload`"
+        )
+    return await plugin.call(operation, *args)
 
 
 def scheduler_address_from(directory: str | os.PathLike) -> str | None:
@@ -96,8 +129,16 @@ def scheduler_address_from(directory: str | os.PathLike) -> str | None:
         return None
 
 
-async def _async(function, *args):
-    return function(*args)
+def _client_security(security: Security) -> Security:
+    """The scheduler's own certificate stands in for a client one it was not given."""
+    if not security.require_encryption or security.tls_client_cert:
+        return security
+    return Security(
+        tls_ca_file=security.tls_ca_file,
+        tls_client_cert=security.tls_scheduler_cert,
+        tls_client_key=security.tls_scheduler_key,
+        require_encryption=True,
+    )
 
 
 def _lock(directory: Path):
@@ -111,8 +152,14 @@ def _lock(directory: Path):
     return handle
 
 
-def _write_scheduler_file(directory: Path, address: str, dashboard_link: str | None) -> None:
-    info = {"address": address, "dashboard": dashboard_link, "pid": os.getpid()}
+def _write_scheduler_file(directory: Path, scheduler) -> None:
+    dashboard = scheduler.services.get("dashboard")
+    host = scheduler.address.split("://")[-1].rsplit(":", 1)[0]
+    info = {
+        "address": scheduler.address,
+        "dashboard": format_dashboard_link(host, dashboard.port) if dashboard else None,
+        "pid": os.getpid(),
+    }
     temporary = directory / f".{SCHEDULER_FILE}.tmp"
     temporary.write_text(json.dumps(info, indent=2))
     os.replace(temporary, directory / SCHEDULER_FILE)

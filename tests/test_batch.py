@@ -41,6 +41,8 @@ def _worker_lines(shape: dict, pool: str, stage: str, name: str) -> list[str]:
     return [
         f"export BEFLOW_{stage}_WORKER_N_CORES={cores}",
         f"export OMP_NUM_THREADS={cores}",
+        f"export MKL_NUM_THREADS={cores}",
+        f"export OPENBLAS_NUM_THREADS={cores}",
         f"export BEFLOW_{stage}_WORKER_MAX_MEM={float(gib)}",
         f"{sys.executable} -m distributed.cli.dask_worker {ADDRESS} --name {name} --nthreads {cores} "
         f"--memory-limit {gib:.2f}GiB --nanny --death-timeout {shape['death-timeout']} --resources {pool}=1",
@@ -108,11 +110,11 @@ def test_a_users_file_replaces_the_shipped_one_and_shares_cores_among_processes_
         "#SBATCH --mem=64G", "#SBATCH -t 01:00:00", "#SBATCH --qos=low",
     ]
     # 16 cores, 2 processes of 2 QC tasks each: 4 cores and 16 GiB per calculation
-    assert qc[12:16] == [
+    assert qc[12:18] == [
         "module load xtb", "export BEFLOW_QC_COMPUTE_WORKER_N_CORES=4", "export OMP_NUM_THREADS=4",
-        "export BEFLOW_QC_COMPUTE_WORKER_MAX_MEM=16.0",
+        "export MKL_NUM_THREADS=4", "export OPENBLAS_NUM_THREADS=4", "export BEFLOW_QC_COMPUTE_WORKER_MAX_MEM=16.0",
     ]
-    assert qc[16].endswith(
+    assert qc[18].endswith(
         "--nthreads 8 --memory-limit 32.00GiB --nworkers 2 --nanny --death-timeout 60 "
         "--resources qc=2 --host 127.0.0.1 --dashboard-address 127.0.0.1:0"
     )

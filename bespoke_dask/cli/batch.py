@@ -12,7 +12,7 @@ from bespoke_dask.batch import SYSTEMS, WORKER_TYPES, BatchCluster, job_script, 
 from bespoke_dask.cli.options import console, user_errors
 from bespoke_dask.errors import InputError
 from bespoke_dask.scaling import PoolScaler
-from bespoke_dask.service import CoordinatorHost
+from bespoke_dask.service import CoordinatorPlugin
 
 ClusterOption = Annotated[
     str, typer.Option("--cluster", help="local, or batch jobs per pool: slurm, pbs, slurm-allocation.")
@@ -45,11 +45,17 @@ def launch_batch(
     limits = {"min_jobs": parse_job_counts(min_jobs), "max_jobs": parse_job_counts(max_jobs)}
     load_jobqueue_config(jobqueue_config)
     _show_job_events()
+    plugin = CoordinatorPlugin(directory)  # locks the directory; runs on the scheduler below
     with console.status(f"starting the scheduler for {system} jobs"):
-        cluster = BatchCluster(system, directory, host=host, port=port, dashboard_port=dashboard_port)
-    scaler = coordinator = None
+        try:
+            cluster = BatchCluster(
+                system, directory, host=host, port=port, dashboard_port=dashboard_port, plugins=[plugin]
+            )
+        except BaseException:
+            plugin.release()
+            raise
+    scaler = None
     try:
-        coordinator = CoordinatorHost(cluster.scheduler_address, directory, cluster.dashboard_link)
         scaler = PoolScaler(cluster, **limits)
         scaler.start()
         console.print(f"scheduler: {cluster.scheduler_address}")
@@ -63,9 +69,7 @@ def launch_batch(
         console.print("stopping the executor and cancelling its jobs")
         if scaler is not None:
             scaler.stop()
-        if coordinator is not None:
-            coordinator.stop()
-        cluster.close()
+        cluster.close()  # closes the scheduler and the coordinator on it
 
 
 def _show_job_events() -> None:

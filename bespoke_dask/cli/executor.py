@@ -17,11 +17,15 @@ from bespoke_dask.cli.options import (
     CacheOnly,
     Directory,
     ForceFieldOption,
+    Host,
     MoleculeFile,
     OptimizerOption,
     QCSpecOption,
     Scheduler,
     Smiles,
+    TLSCAFile,
+    TLSCert,
+    TLSKey,
     TargetTorsion,
     Workflow,
     WorkflowFile,
@@ -33,18 +37,20 @@ from bespoke_dask.cli.options import (
     user_errors,
     workflow_factory,
 )
-from bespoke_dask.config import BespokeWorkerConfig
+from bespoke_dask import tls as bespoke_tls
+from bespoke_dask.config import BespokeWorkerConfig, setting
 from bespoke_dask.errors import InputError
 from bespoke_dask.executor import DEFAULT_DIRECTORY, BespokeDaskExecutor, connect
 from bespoke_dask.schema import BespokeExecutorOutput
 
 app = typer.Typer(help="Run bespoke fits: one-shot, or on a long-lived executor.", no_args_is_help=True)
 
-NFragmenter = Annotated[int, typer.Option(help="Fragmenter workers.")]
-NQC = Annotated[int, typer.Option(help="QC workers.")]
-QCCores = Annotated[int, typer.Option(help="Cores per QC calculation.")]
-QCMemory = Annotated[Optional[float], typer.Option(help="GiB per QC calculation.")]
-NOptimizer = Annotated[int, typer.Option(help="Optimizer workers.")]
+# Options left out are None: the setting then comes from BEFLOW_* or dask config (config.py).
+NFragmenter = Annotated[Optional[int], typer.Option(help="Fragmenter workers [default: 1].", show_default=False)]
+NQC = Annotated[Optional[int], typer.Option(help="QC workers [default: 1].", show_default=False)]
+QCCores = Annotated[Optional[int], typer.Option(help="Cores per QC calculation [default: 1].", show_default=False)]
+QCMemory = Annotated[Optional[float], typer.Option(help="GiB per QC calculation [default: no limit].", show_default=False)]
+NOptimizer = Annotated[Optional[int], typer.Option(help="Optimizer workers [default: 1].", show_default=False)]
 Report = Annotated[
     Optional[Path], typer.Option(help="Write a fit report here: one self-contained HTML file with plots.")
 ]
@@ -60,7 +66,7 @@ def _executor(n_fragmenter, n_qc, qc_cores, qc_memory, n_optimizer, **kwargs) ->
         n_fragmenter_workers=n_fragmenter,
         n_qc_compute_workers=n_qc,
         n_optimizer_workers=n_optimizer,
-        qc_compute_worker_config=BespokeWorkerConfig(n_cores=qc_cores, max_memory=qc_memory),
+        qc_compute_worker_config=BespokeWorkerConfig.from_config("qc", qc_cores, qc_memory),
         **kwargs,
     )
 
@@ -81,11 +87,11 @@ def run(
     output_force_field: Annotated[
         Optional[Path], typer.Option(help="Write the bespoke force field (OFFXML) here.")
     ] = None,
-    n_fragmenter_workers: NFragmenter = 1,
-    n_qc_compute_workers: NQC = 1,
-    qc_compute_n_cores: QCCores = 1,
+    n_fragmenter_workers: NFragmenter = None,
+    n_qc_compute_workers: NQC = None,
+    qc_compute_n_cores: QCCores = None,
     qc_compute_max_mem: QCMemory = None,
-    n_optimizer_workers: NOptimizer = 1,
+    n_optimizer_workers: NOptimizer = None,
     directory: Annotated[
         Optional[Path], typer.Option(help="Keep the store here (default: a temporary directory).")
     ] = None,
@@ -119,14 +125,23 @@ def run(
 @user_errors
 def launch(
     directory: Directory = Path(DEFAULT_DIRECTORY),
-    n_fragmenter_workers: NFragmenter = 1,
-    n_qc_compute_workers: NQC = 1,
-    qc_compute_n_cores: QCCores = 1,
+    n_fragmenter_workers: NFragmenter = None,
+    n_qc_compute_workers: NQC = None,
+    qc_compute_n_cores: QCCores = None,
     qc_compute_max_mem: QCMemory = None,
-    n_optimizer_workers: NOptimizer = 1,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Scheduler port (0: any free one).")] = 0,
-    dashboard_port: Annotated[int, typer.Option(help="Dashboard port (0: any free one).")] = 0,
+    n_optimizer_workers: NOptimizer = None,
+    host: Host = None,
+    port: Annotated[Optional[int], typer.Option(help="Scheduler port [default: any free one].", show_default=False)] = None,
+    dashboard_port: Annotated[
+        Optional[int], typer.Option(help="Dashboard port [default: any free one].", show_default=False)
+    ] = None,
+    tls: Annotated[
+        Optional[bool],
+        typer.Option("--tls/--no-tls", help="Require Dask TLS (certificates from the flags, dask config, or generated).", show_default=False),
+    ] = None,
+    tls_ca_file: TLSCAFile = None,
+    tls_cert: TLSCert = None,
+    tls_key: TLSKey = None,
     cluster: ClusterOption = "local",
     jobqueue_config: JobqueueConfig = None,
     min_jobs: MinJobs = None,
@@ -138,11 +153,16 @@ def launch(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if cluster != "local":  # each pool's workers as batch jobs of its jobqueue.yaml shape
         return launch_batch(
-            cluster, directory, stop, jobqueue_config, min_jobs, max_jobs, host, port, dashboard_port
+            cluster, directory, stop, jobqueue_config, min_jobs, max_jobs,
+            setting("host", host), setting("port", port), setting("dashboard-port", dashboard_port),
         )
+    security = None
+    if tls_ca_file or tls_cert or tls_key:
+        security = bespoke_tls.resolve(None, tls_ca_file, tls_cert, tls_key)
     executor = _executor(
         n_fragmenter_workers, n_qc_compute_workers, qc_compute_n_cores, qc_compute_max_mem,
         n_optimizer_workers, directory=directory, host=host, port=port, dashboard_port=dashboard_port,
+        tls=tls, security=security,
     )
     with console.status("launching the bespoke executor"):
         executor.start()
@@ -179,11 +199,14 @@ def submit(
     ] = False,
     scheduler: Scheduler = None,
     directory: Directory = Path(DEFAULT_DIRECTORY),
+    tls_ca_file: TLSCAFile = None,
+    tls_cert: TLSCert = None,
+    tls_key: TLSKey = None,
 ):
     """Submit molecules to a running executor; prints their ids."""
     factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only)
     workflows = build_workflows(factory, smiles, file)
-    executor = connect(scheduler, directory)
+    executor = _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key)
     try:
         ids = [executor.submit(w) for w in workflows]
     finally:
@@ -205,9 +228,12 @@ def watch(
     directory: Directory = Path(DEFAULT_DIRECTORY),
     quiet: Quiet = False,
     json_lines: Annotated[bool, typer.Option("--json", help="Print each status as a line of JSON.")] = False,
+    tls_ca_file: TLSCAFile = None,
+    tls_cert: TLSCert = None,
+    tls_key: TLSKey = None,
 ):
     """Show live progress of a workflow until it finishes (exit code 2 unless it succeeds)."""
-    executor = connect(scheduler, directory)
+    executor = _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key)
     try:
         if json_lines:
             print_line = lambda output: print(json.dumps(as_json(output, results=False)), flush=True)  # noqa: E731
@@ -232,9 +258,12 @@ def retrieve(
     report: Report = None,
     report_dir: ReportDir = None,
     as_json_document: JSON = False,
+    tls_ca_file: TLSCAFile = None,
+    tls_cert: TLSCert = None,
+    tls_key: TLSKey = None,
 ):
     """Show a workflow's status and results, and write them to files."""
-    executor = connect(scheduler, directory)
+    executor = _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key)
     try:
         result = executor.retrieve(workflow_id)
     finally:
@@ -256,9 +285,12 @@ def list_(
     scheduler: Scheduler = None,
     directory: Directory = Path(DEFAULT_DIRECTORY),
     as_json_document: JSON = False,
+    tls_ca_file: TLSCAFile = None,
+    tls_cert: TLSCert = None,
+    tls_key: TLSKey = None,
 ):
     """List the executor's workflows."""
-    executor = connect(scheduler, directory)
+    executor = _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key)
     try:
         outputs = executor.list(status)
     finally:
@@ -274,9 +306,16 @@ def list_(
 
 @app.command()
 @user_errors
-def cancel(workflow_id: WorkflowId, scheduler: Scheduler = None, directory: Directory = Path(DEFAULT_DIRECTORY)):
+def cancel(
+    workflow_id: WorkflowId,
+    scheduler: Scheduler = None,
+    directory: Directory = Path(DEFAULT_DIRECTORY),
+    tls_ca_file: TLSCAFile = None,
+    tls_cert: TLSCert = None,
+    tls_key: TLSKey = None,
+):
     """Cancel a workflow: its tasks are stopped and its workers freed."""
-    executor = connect(scheduler, directory)
+    executor = _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key)
     try:
         result = executor.cancel(workflow_id)
     finally:
@@ -287,6 +326,12 @@ def cancel(workflow_id: WorkflowId, scheduler: Scheduler = None, directory: Dire
 def _bespoke_page(dashboard_link: str | None) -> str | None:
     """The dashboard's Bespoke page, where the fits are shown."""
     return None if dashboard_link is None else dashboard_link.rsplit("/", 1)[0] + "/bespoke"
+
+
+def _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key) -> BespokeDaskExecutor:
+    """The running executor; TLS certificates from the flags, else the directory, else dask config."""
+    security = bespoke_tls.resolve(directory, tls_ca_file, tls_cert, tls_key)
+    return connect(scheduler, directory, security)
 
 
 def _watch(executor: BespokeDaskExecutor, workflow_id: str, quiet: bool = False) -> BespokeExecutorOutput:

@@ -75,6 +75,13 @@ Scheduler = Annotated[
     ),
 ]
 Directory = Annotated[Path, typer.Option("--directory", help="The executor's directory.")]
+Host = Annotated[
+    Optional[str],
+    typer.Option(help="Interface to listen on [default: 127.0.0.1, this machine only].", show_default=False),
+]
+TLSCAFile = Annotated[Optional[str], typer.Option(help="TLS: the CA certificate (PEM).")]
+TLSCert = Annotated[Optional[str], typer.Option(help="TLS: this node's certificate (PEM).")]
+TLSKey = Annotated[Optional[str], typer.Option(help="TLS: this node's private key (PEM).")]
 WorkflowId = Annotated[str, typer.Option("--id", help="Workflow id.")]
 
 

@@ -1,42 +1,58 @@
-"""`bespoke-dask launch-worker`: one more worker for a running executor, e.g. on another node."""
+"""`bespoke-dask launch-worker`: more workers for a running executor, from another shell or node."""
 
 import asyncio
+import signal
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from distributed import Nanny
 
-from bespoke_dask.cli.options import console, user_errors
-from bespoke_dask.cluster import worker_spec
-from bespoke_dask.config import BespokeWorkerConfig
+from bespoke_dask import tls as bespoke_tls
+from bespoke_dask.cli.options import Host, TLSCAFile, TLSCert, TLSKey, console, user_errors
+from bespoke_dask.cluster import PoolNanny, worker_spec
+from bespoke_dask.config import POOL_OF_WORKER_TYPE, BespokeWorkerConfig, setting
 from bespoke_dask.errors import InputError
-
-WORKER_TYPES = {"fragmenter": "fragmenter", "qc-compute": "qc", "optimizer": "optimizer"}
 
 
 @user_errors
 def launch_worker(
-    worker_type: Annotated[str, typer.Option(help="fragmenter, qc-compute or optimizer.")],
+    worker_type: Annotated[str, typer.Option(help=f"The pool to serve: {', '.join(POOL_OF_WORKER_TYPE)}.")],
     scheduler: Annotated[str, typer.Option(help="Scheduler address, e.g. tcp://10.0.0.1:8786.")],
-    n_cores: Annotated[int, typer.Option(help="Cores per calculation.")] = 1,
-    max_mem: Annotated[Optional[float], typer.Option(help="GiB per calculation.")] = None,
-    host: Annotated[
-        str, typer.Option(help="Interface to listen on; the scheduler must reach it.")
-    ] = "127.0.0.1",
-    nthreads: Annotated[Optional[int], typer.Option(help="Threads (default: the pool's, from dask config).")] = None,
+    n_cores: Annotated[Optional[int], typer.Option(help="Cores per calculation [default: the pool's].", show_default=False)] = None,
+    max_mem: Annotated[Optional[float], typer.Option(help="GiB per calculation [default: the pool's].", show_default=False)] = None,
+    n_workers: Annotated[int, typer.Option(help="Worker processes to start.")] = 1,
+    n_tasks: Annotated[
+        Optional[int], typer.Option(help="Calculations each worker runs at once [default: the pool's].", show_default=False)
+    ] = None,
+    host: Host = None,
+    directory: Annotated[
+        Optional[Path], typer.Option(help="The executor's directory, for its TLS certificates.")
+    ] = None,
+    tls_ca_file: TLSCAFile = None,
+    tls_cert: TLSCert = None,
+    tls_key: TLSKey = None,
 ):
-    """Run one worker of a pool in the foreground until Ctrl-C."""
-    if worker_type not in WORKER_TYPES:
-        raise InputError(f"unknown worker type '{worker_type}': choose {', '.join(WORKER_TYPES)}")
-    pool = WORKER_TYPES[worker_type]
-    config = BespokeWorkerConfig(n_cores=n_cores, max_memory=max_mem)
-    options = worker_spec(pool, config, host)["options"]
-    if nthreads:
-        options["nthreads"] = nthreads
-    console.print(f"{worker_type} worker joining {scheduler}")
-    asyncio.run(_serve(scheduler, options))
+    """Run worker processes of one pool in the foreground until Ctrl-C; they join the executor.
+
+    Listen on an address the scheduler can reach (`--host`) when it runs on another machine.
+    """
+    if worker_type not in POOL_OF_WORKER_TYPE:
+        raise InputError(f"unknown worker type '{worker_type}': choose {', '.join(POOL_OF_WORKER_TYPE)}")
+    pool = POOL_OF_WORKER_TYPE[worker_type]
+    config = BespokeWorkerConfig.from_config(pool, n_cores, max_mem)
+    security = bespoke_tls.resolve(directory, tls_ca_file, tls_cert, tls_key)
+    if scheduler.startswith("tls://") and not security.require_encryption:
+        raise InputError("the scheduler uses TLS: give --tls-ca-file/--tls-cert/--tls-key or --directory")
+    options = worker_spec(pool, config, setting("host", host), security, n_tasks)["options"]
+    console.print(f"{n_workers} {worker_type} worker(s) joining {scheduler}")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the workers too, as on Ctrl-C
+    asyncio.run(_serve(scheduler, options, n_workers))
 
 
-async def _serve(scheduler: str, options: dict) -> None:
-    async with Nanny(scheduler, **options) as nanny:
-        await nanny.finished()
+async def _serve(scheduler: str, options: dict, n_workers: int) -> None:
+    nannies = [PoolNanny(scheduler, **options) for _ in range(n_workers)]
+    await asyncio.gather(*nannies)
+    try:
+        await asyncio.gather(*(nanny.finished() for nanny in nannies))
+    finally:
+        await asyncio.gather(*(nanny.close() for nanny in nannies), return_exceptions=True)
