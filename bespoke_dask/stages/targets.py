@@ -9,7 +9,7 @@ bespoke parameter. Units: k in kcal/mol, phases in degrees.
 
 from collections import Counter
 
-from openff.toolkit import Molecule
+from openff.toolkit import ForceField, Molecule
 from rdkit import Chem
 
 from bespoke_dask.schema import (
@@ -51,7 +51,7 @@ def bespoke_targets(workflow: BespokeWorkflow, fragmentation: FragmentationResul
         target = TorsionTarget(parameters=[parameters[s] for s in smirks], scan=scan)
         if target not in targets:
             targets.append(target)
-    force_field = build_force_field(workflow.initial_force_field, list(parameters.values()))
+    force_field = load_force_field(build_force_field(workflow.initial_force_field, list(parameters.values())))
     check_labels(force_field, parent, list(parameters.values()))
     for fragment in fragmentation.fragments:
         check_fragment_labels(force_field, parent_molecule(fragment.smiles), fragment.bond_indices, parameters)
@@ -113,11 +113,11 @@ def initial_terms(base, periodicities: list[int]) -> dict:
     }
 
 
-def check_labels(force_field: str, parent: Molecule, parameters: list[BespokeTorsion]) -> None:
+def check_labels(force_field: ForceField, parent: Molecule, parameters: list[BespokeTorsion]) -> None:
     """Raise `BespokeSmirksError` naming the bond unless, in `parent`, each bespoke parameter types
     exactly its `parent_torsions` and every torsion about its `parent_bonds` carries a bespoke parameter.
     Parameters that record no parent torsions (made by hand) are not checked."""
-    labels = proper_labels(load_force_field(force_field), parent)
+    labels = proper_labels(force_field, parent)
     bespoke = {parameter.smirks for parameter in parameters}
     for parameter in parameters:
         if not parameter.parent_torsions:
@@ -140,10 +140,10 @@ def check_labels(force_field: str, parent: Molecule, parameters: list[BespokeTor
             )
 
 
-def check_fragment_labels(force_field: str, fragment: Molecule, bond: Bond, parameters) -> None:
+def check_fragment_labels(force_field: ForceField, fragment: Molecule, bond: Bond, parameters) -> None:
     """Raise `BespokeSmirksError` unless every torsion about the fragment's central bond carries one
     of the bespoke parameters (`parameters`: SMIRKS or a {SMIRKS: ...} mapping)."""
-    labels = proper_labels(load_force_field(force_field), fragment)
+    labels = proper_labels(force_field, fragment)
     untyped = sorted(t for t in torsions_about(fragment, bond) if labels[t] not in parameters)
     if untyped:
         raise BespokeSmirksError(

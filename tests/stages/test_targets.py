@@ -96,8 +96,8 @@ def test_a_broken_parameter_fails_the_parent_check_naming_the_bond(paracetamol):
     workflow, _, targets = paracetamol
     parameters = _parameters(targets)
     parent = parent_molecule(workflow.smiles)
-    check_labels(build_force_field(SAGE, parameters), parent, parameters)  # as made: fine
+    check_labels(ForceField(build_force_field(SAGE, parameters)), parent, parameters)  # as made: fine
     broken = parameters[0].model_copy(update={"smirks": parameters[0].smirks.replace("#8", "#16")})
     wrong = [broken] + parameters[1:]
     with pytest.raises(BespokeSmirksError, match=r"bond \(\d+, \d+\)"):
-        check_labels(build_force_field(SAGE, wrong), parent, wrong)
+        check_labels(ForceField(build_force_field(SAGE, wrong)), parent, wrong)

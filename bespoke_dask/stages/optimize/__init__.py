@@ -47,8 +47,7 @@ def optimize(workflow: BespokeWorkflow, parameters: list[BespokeTorsion], target
     start = time.perf_counter()
     fitted = fit(initial, parameters, targets, optimizer, workflow.target, workflow.prior_width)
     wall_time = time.perf_counter() - start
-    fitted, metrics, errors, kept = _no_worse_than_base(workflow, parameters, fitted, targets)
-    final = build_force_field(workflow.initial_force_field, fitted)
+    fitted, final, metrics, errors, kept = _no_worse_than_base(workflow, parameters, fitted, targets, initial)
     _check_parent(workflow, fitted, targets, final)
     return FitResult(
         optimizer=optimizer.type,
@@ -66,11 +65,12 @@ def optimize(workflow: BespokeWorkflow, parameters: list[BespokeTorsion], target
     )
 
 
-def _no_worse_than_base(workflow, parameters, fitted, targets):
+def _no_worse_than_base(workflow, parameters, fitted, targets, initial: str):
     """Hold at their starting (base) terms the parameters of every scan the fit made worse than the base.
 
     Repeats until no scan is worse (a held parameter can change another scan of the same molecule).
-    Returns the parameters, the metrics and pooled errors of the last round, and the held SMIRKS.
+    Returns the parameters, their force field (OFFXML), the metrics and pooled errors of the last
+    round, and the held SMIRKS.
     """
     from bespoke_dask.stages.force_field import build_force_field
     from bespoke_dask.stages.optimize.metrics import torsion_metrics
@@ -78,11 +78,12 @@ def _no_worse_than_base(workflow, parameters, fitted, targets):
     starting = {parameter.smirks: parameter for parameter in parameters}
     base = _offxml_text(workflow.initial_force_field)
     cutoff = workflow.target.energy_cutoff
-    references = {"base": base, "initial": build_force_field(base, parameters)}
+    references = {"base": base, "initial": initial}
     reference_metrics, reference_errors = torsion_metrics(references, targets, energy_cutoff=cutoff)
     kept: list[str] = []
     while True:
-        final_metrics, final_errors = torsion_metrics({"final": build_force_field(base, fitted)}, targets, energy_cutoff=cutoff)
+        final = build_force_field(base, fitted)
+        final_metrics, final_errors = torsion_metrics({"final": final}, targets, energy_cutoff=cutoff)
         metrics = [
             reference.model_copy(update={"final": mine.final, "final_energies": mine.final_energies})
             for reference, mine in zip(reference_metrics, final_metrics)
@@ -95,7 +96,7 @@ def _no_worse_than_base(workflow, parameters, fitted, targets):
             if smirks not in kept
         }
         if not worse:
-            return fitted, metrics, reference_errors | final_errors, kept
+            return fitted, final, metrics, reference_errors | final_errors, kept
         kept += sorted(worse)
         fitted = [starting[p.smirks] if p.smirks in worse else p for p in fitted]
 
@@ -104,8 +105,10 @@ def _check_parent(workflow: BespokeWorkflow, fitted: list[BespokeTorsion], targe
     """The refit force field on the parent and on every scanned molecule: each target torsion
     carries its bespoke parameter (`BespokeSmirksError` naming the bond otherwise)."""
     from bespoke_dask.stages.fragment import parent_molecule
+    from bespoke_dask.stages.molecule import load_force_field
     from bespoke_dask.stages.targets import check_fragment_labels, check_labels
 
+    final = load_force_field(final)
     check_labels(final, parent_molecule(workflow.smiles), fitted)
     made_for = {parameter.smirks for parameter in fitted if parameter.parent_torsions}  # not hand-made
     for target in targets:

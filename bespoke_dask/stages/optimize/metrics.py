@@ -79,21 +79,6 @@ def torsion_metrics(
     return metrics, {name: _error(np.concatenate(values), window) for name, values in errors.items()}
 
 
-def pooled_error(
-    force_field: str,
-    targets: list[FitTarget],
-    restraint_k: float = DEFAULT_RESTRAINT_K,
-    energy_cutoff: float = DEFAULT_ENERGY_CUTOFF,
-) -> ProfileError:
-    """The profile error of one force field pooled over the grid points of every target."""
-    if not targets:
-        raise ValueError("no targets to evaluate")
-    force_field = load_force_field(force_field)
-    errors = [mm_profile(force_field, t.scan, restraint_k) - _aligned(qc_energies(t.scan), qc_energies(t.scan)) for t in targets]
-    windows = [_in_window(qc_energies(target.scan), energy_cutoff) for target in targets]
-    return _error(np.concatenate(errors), np.concatenate(windows))
-
-
 def _error(errors: np.ndarray, window: np.ndarray) -> ProfileError:
     inside = errors[window]
     return ProfileError(
