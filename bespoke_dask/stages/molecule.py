@@ -11,7 +11,7 @@ import networkx
 from openff.toolkit import ForceField, Molecule
 from rdkit import RDLogger
 
-from bespoke_dask.errors import InputError
+from bespoke_dask.errors import InputError, one_line
 
 # Force-field sections whose every term must be covered, and the terms they cover.
 _COVERED_TERMS = {
@@ -42,7 +42,7 @@ def load_force_field(name_or_offxml: str, allow_cosmetic_attributes: bool = Fals
     except Exception as error:
         if _is_offxml_text(name_or_offxml):  # the toolkit's message would repeat the whole text
             raise InputError("cannot load force field: the OFFXML text is not valid SMIRNOFF") from None
-        raise InputError(f"cannot load force field '{name_or_offxml}': {_first_line(error)}") from None
+        raise InputError(f"cannot load force field '{name_or_offxml}': {one_line(error).split(': ', 1)[-1]}") from None
 
 
 def check_force_field(mapped_smiles: str, force_field: str) -> None:
@@ -121,10 +121,3 @@ def _describe(name_or_offxml: str) -> str:
 
 def _is_offxml_text(name_or_offxml: str) -> bool:
     return "<" in name_or_offxml
-
-
-def _first_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    line = lines[0] if lines else type(error).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
-
