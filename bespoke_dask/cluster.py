@@ -1,5 +1,8 @@
 """A local Dask cluster with one worker pool per stage, listening on loopback only."""
 
+from pathlib import Path
+
+import dask.config
 from distributed import Nanny, Scheduler, SpecCluster
 
 from bespoke_dask.config import BespokeWorkerConfig, Pool, pool_setting
@@ -11,11 +14,13 @@ def local_cluster(
     host: str = "127.0.0.1",
     port: int = 0,
     dashboard_port: int | None = 0,
+    scratch: Path | None = None,
 ) -> SpecCluster:
     """Start a scheduler and `n` worker processes per pool, each offering its pool's resource.
 
     A worker offers `n-tasks` units of its pool's resource, so it runs that many stage tasks at
     once; `threads` beyond those leave room for light scan steps (`bespoke-dask.pools.<pool>`).
+    Workers keep their files (and their TMPDIR) under `scratch` (default: Dask's, in /tmp).
     """
     scheduler = {
         "cls": Scheduler,
@@ -28,15 +33,21 @@ def local_cluster(
         },
     }
     workers = {
-        f"{pool}-{index}": worker_spec(pool, config, host)
+        f"{pool}-{index}": worker_spec(pool, config, host, scratch)
         for pool, (n_workers, config) in pools.items()
         for index in range(n_workers)
     }
-    return SpecCluster(workers=workers, scheduler=scheduler, name="bespoke-dask")
+    # Every worker death reaches the coordinator, which re-runs the task (bespoke-dask.retries).
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        return SpecCluster(workers=workers, scheduler=scheduler, name="bespoke-dask")
 
 
-def worker_spec(pool: Pool, config: BespokeWorkerConfig, host: str) -> dict:
-    """The `SpecCluster` entry of one worker process of `pool`."""
+def worker_spec(pool: Pool, config: BespokeWorkerConfig, host: str, scratch: Path | None = None) -> dict:
+    """The `SpecCluster` entry of one worker process of `pool`; its files go under `scratch`."""
+    env = config.environment(pool)
+    if scratch is not None:
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(scratch)  # the worker's temporary files too (multiprocessing's, ...)
     return {
         "cls": Nanny,
         "options": {
@@ -44,8 +55,9 @@ def worker_spec(pool: Pool, config: BespokeWorkerConfig, host: str) -> dict:
             "nthreads": pool_setting(pool, "threads") + pool_setting(pool, "n-tasks") - 1,
             "resources": {pool: pool_setting(pool, "n-tasks")},
             "memory_limit": f"{config.max_memory}GiB" if config.max_memory else "auto",
-            "env": config.environment(pool),
+            "env": env,
             "dashboard_address": f"{host}:0",
             "silence_logs": WORKER_LOG_LEVEL,
+            "local_directory": None if scratch is None else str(scratch),
         },
     }

@@ -16,11 +16,13 @@ from distributed import Client
 from bespoke_dask import logs, progress, service
 from bespoke_dask.cluster import local_cluster
 from bespoke_dask.config import BespokeWorkerConfig, pool_setting
+from bespoke_dask.errors import UnknownWorkflow
 from bespoke_dask.schema import BespokeExecutorOutput, BespokeWorkflow, Status
 from bespoke_dask.settings import Settings
 
 FINISHED = progress.FINISHED
 DEFAULT_DIRECTORY = "bespoke-executor"
+SCRATCH = "scratch"  # the workers' files, under the executor's directory
 
 _current: "BespokeDaskExecutor | None" = None
 
@@ -92,6 +94,7 @@ class BespokeDaskExecutor:
             host=self.host,
             port=self.port,
             dashboard_port=self.dashboard_port,
+            scratch=self.directory / SCRATCH,
         )
         self.scheduler_address = self._cluster.scheduler_address
         try:
@@ -110,6 +113,8 @@ class BespokeDaskExecutor:
             self._host.stop()
         if self._cluster is not None:
             self._cluster.close()
+        if self._cluster is not None and not Settings().keep_tmp_files:
+            shutil.rmtree(self.directory / SCRATCH, ignore_errors=True)
         if self._temporary and not Settings().keep_tmp_files:
             shutil.rmtree(self.directory, ignore_errors=True)
         self._cluster = self._host = self._client = None
@@ -140,7 +145,7 @@ class BespokeDaskExecutor:
         """A snapshot of the workflow's status and, once finished, its results."""
         output = self._call("output", str(workflow_id))
         if output is None:
-            raise KeyError(f"no workflow with id {workflow_id}")
+            raise UnknownWorkflow(f"no workflow with id {workflow_id}")
         return output
 
     def list(self, status: Status | None = None) -> list[BespokeExecutorOutput]:

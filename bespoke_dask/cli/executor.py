@@ -42,7 +42,7 @@ app = typer.Typer(help="Run bespoke fits: one-shot, or on a long-lived executor.
 
 NFragmenter = Annotated[int, typer.Option(help="Fragmenter workers.")]
 NQC = Annotated[int, typer.Option(help="QC workers.")]
-QCCores = Annotated[int, typer.Option(help="Cores per QC calculation.")]
+QCCores = Annotated[int, typer.Option(help="Cores per QC calculation.", min=1)]
 QCMemory = Annotated[Optional[float], typer.Option(help="GiB per QC calculation.")]
 NOptimizer = Annotated[int, typer.Option(help="Optimizer workers.")]
 Report = Annotated[

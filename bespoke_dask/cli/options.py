@@ -1,16 +1,19 @@
 """Options shared by several commands, and the conversion of user errors into exit code 2."""
 
+import datetime
 import functools
 import logging
 import os
+import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from bespoke_dask.errors import InputError
+from bespoke_dask.errors import InputError, one_line
 from bespoke_dask.executor import ExecutorNotFound
 from bespoke_dask.schema import BespokeWorkflow, ForceBalanceSettings, LeastSquaresSettings, QCSpec
 from bespoke_dask.service import DirectoryBusy
@@ -19,7 +22,8 @@ from bespoke_dask.workflows import BespokeWorkflowFactory
 console = Console()
 errors = Console(stderr=True)
 
-USER_ERRORS = (InputError, KeyError, FileNotFoundError, ExecutorNotFound, DirectoryBusy, ValidationError)
+USER_ERRORS = (InputError, FileNotFoundError, ExecutorNotFound, DirectoryBusy)
+ERROR_LOG = Path(typer.get_app_dir("bespoke-dask")) / "errors.log"
 OPTIMIZERS = {"forcebalance": ForceBalanceSettings, "lsq": LeastSquaresSettings}
 
 
@@ -34,18 +38,36 @@ def quiet_dask_logs() -> None:
 
 
 def user_errors(command):
-    """Report bad input as one line on stderr and exit 2, without a traceback."""
+    """Bad input: one line on stderr, exit 2. A bug: one line, its traceback logged, exit 1."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as error:
-            message = error.args[0] if isinstance(error, KeyError) else error
-            errors.print(f"[red]Error:[/] {message}", highlight=False, soft_wrap=True)
+            errors.print(f"[red]Error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as error:  # noqa: BLE001 - anything else is ours to fix
+            log = _log_traceback()
+            errors.print(
+                f"[red]Internal error:[/] {one_line(error)} (traceback in {log}; please report it)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _log_traceback() -> Path:
+    """Append the current exception's traceback to ERROR_LOG; returns its path."""
+    ERROR_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with ERROR_LOG.open("a") as log:
+        log.write(f"--- {datetime.datetime.now().isoformat(timespec='seconds')} {' '.join(sys.argv)}\n")
+        log.write(traceback.format_exc())
+    return ERROR_LOG
 
 
 Smiles = Annotated[Optional[list[str]], typer.Option("--smiles", help="SMILES of a molecule (repeat).")]

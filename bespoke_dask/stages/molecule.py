@@ -62,6 +62,35 @@ def check_force_field(mapped_smiles: str, force_field: str) -> None:
     )
 
 
+def check_target_torsions(smarts: list[str]) -> None:
+    """Raise `InputError` unless each SMARTS parses and tags exactly the two atoms of a bond (:1, :2)."""
+    from rdkit import Chem
+
+    if not smarts:
+        raise InputError("no target torsion SMARTS given")
+    for pattern in smarts:
+        with _quiet_rdkit():
+            query = Chem.MolFromSmarts(pattern)
+        if query is None:
+            raise InputError(f"target torsion {pattern!r} is not valid SMARTS")
+        tags = sorted(atom.GetAtomMapNum() for atom in query.GetAtoms() if atom.GetAtomMapNum())
+        if tags != [1, 2]:
+            raise InputError(f"target torsion {pattern!r} must tag the two atoms of its bond :1 and :2, once each")
+        first, second = (atom.GetIdx() for atom in sorted(query.GetAtoms(), key=lambda a: a.GetAtomMapNum())[-2:])
+        if query.GetBondBetweenAtoms(first, second) is None:
+            raise InputError(f"target torsion {pattern!r}: the atoms tagged :1 and :2 are not bonded")
+
+
+def check_size(mapped_smiles: str, max_atoms: int | None) -> None:
+    """Raise `InputError` if the molecule has more than `max_atoms` atoms (hydrogens included)."""
+    n_atoms = Molecule.from_mapped_smiles(mapped_smiles, allow_undefined_stereo=True).n_atoms
+    if max_atoms is not None and n_atoms > max_atoms:
+        raise InputError(
+            f"the molecule has {n_atoms} atoms, more than the limit of {max_atoms} "
+            "(raise bespoke-dask.max-atoms, e.g. DASK_BESPOKE_DASK__MAX_ATOMS=500)"
+        )
+
+
 def _parse(smiles: str) -> Molecule:
     """The molecule of `smiles`, in the map order when every atom is mapped."""
     try:

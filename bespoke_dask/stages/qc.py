@@ -14,7 +14,7 @@ from qcelemental.models import OptimizationInput
 
 from bespoke_dask.errors import InputError, one_line
 from bespoke_dask.schema.tasks import ConstrainedOptimization, OptimizationResult
-from bespoke_dask.stages.engines import check_qc_spec, register_engines, spec_label
+from bespoke_dask.stages.engines import check_qc_spec, register_engines, require_program, spec_label
 
 
 class QCError(RuntimeError):
@@ -40,6 +40,7 @@ def optimize_constrained(
     register_engines()
     molecule = qcschema_molecule(job.mapped_smiles, job.geometry)
     check_qc_spec(job.qc_spec, molecule.symbols, molecule.molecular_charge)
+    require_program(job.qc_spec.program)
     task_config = {"ncores": n_cores} | ({} if max_memory is None else {"memory": max_memory})
     with _root_logging_kept():
         result = qcengine.compute_procedure(
