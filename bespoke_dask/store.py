@@ -67,7 +67,8 @@ class Store:
         counts = {}
         for folder in sorted(path for path in self.root.glob("*") if path.is_dir()):
             entries = [self._read(folder.name, key) for key in self.keys(folder.name)]
-            failures = sum("error" in entry for entry in entries if entry is not None)
+            entries = [entry for entry in entries if entry is not None]  # broken ones count as missing
+            failures = sum("error" in entry for entry in entries)
             counts[folder.name] = (len(entries) - failures, failures)
         return counts
 

@@ -26,6 +26,7 @@ from bespoke_dask.cli.options import (
     Workflow,
     WorkflowFile,
     WorkflowId,
+    batch_workflows,
     build_workflows,
     console,
     errors,
@@ -180,9 +181,14 @@ def submit(
     scheduler: Scheduler = None,
     directory: Directory = Path(DEFAULT_DIRECTORY),
 ):
-    """Submit molecules to a running executor; prints their ids."""
+    """Submit molecules to a running executor; prints their ids. Bad molecules are reported
+    (exit code 2) and the good ones submitted all the same."""
     factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only)
-    workflows = build_workflows(factory, smiles, file)
+    workflows, problems = batch_workflows(factory, smiles, file)
+    for problem in problems:
+        errors.print(f"[red]Error:[/] {problem}", highlight=False, soft_wrap=True)
+    if not workflows:
+        raise typer.Exit(2)
     executor = connect(scheduler, directory)
     try:
         ids = [executor.submit(w) for w in workflows]
@@ -195,6 +201,8 @@ def submit(
     if save_submission_info:
         info = [{"id": i, "smiles": w.smiles} for i, w in zip(ids, workflows)]
         Path("submission.json").write_text(json.dumps(info, indent=2))
+    if problems:
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -317,6 +325,8 @@ def _report(
             say(parameter_table(result.results))
         if result.results.metrics:
             say(fit_table(result))
+        for skipped in result.results.skipped:
+            errors.print(f"[yellow]Skipped:[/] {skipped.smiles}: {skipped.error}", highlight=False, soft_wrap=True)
     if result.error:
         errors.print(f"[red]Error:[/] {result.error}", highlight=False, soft_wrap=True)
     if output is not None:

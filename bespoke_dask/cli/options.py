@@ -143,10 +143,28 @@ def workflow_factory(
 def build_workflows(
     factory: BespokeWorkflowFactory, smiles: list[str] | None, files: list[Path] | None
 ) -> list[BespokeWorkflow]:
-    """Checked workflows for every molecule given."""
+    """Checked workflows for every molecule given; InputError on the first bad one."""
+    workflows, problems = batch_workflows(factory, smiles, files)
+    if problems:
+        raise InputError(problems[0])
+    return workflows
+
+
+def batch_workflows(
+    factory: BespokeWorkflowFactory, smiles: list[str] | None, files: list[Path] | None
+) -> tuple[list[BespokeWorkflow], list[str]]:
+    """Checked workflows for the good molecules, and one line per bad one (a batch goes on)."""
     if not smiles and not files:
         raise InputError("give a molecule with --smiles or --file")
-    workflows = [factory.optimization_schema_from_smiles(s) for s in smiles or []]
+    workflows, problems = [], []
+    for given in smiles or []:
+        try:
+            workflows.append(factory.optimization_schema_from_smiles(given))
+        except InputError as error:
+            problems.append(str(error))
     for file in files or []:
-        workflows += factory.optimization_schemas_from_file(file)
-    return workflows
+        try:
+            workflows += factory.optimization_schemas_from_file(file)
+        except InputError as error:
+            problems.append(str(error))
+    return workflows, problems
