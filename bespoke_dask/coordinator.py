@@ -181,7 +181,7 @@ class Coordinator:
                 status.status = "cancelled"
             raise
         except Exception as error:
-            status.status, status.error = "errored", one_line(error)
+            status.status, status.error = "errored", one_line(error, limit=None)  # lists every failed torsion
             raise StageFailed(status.error) from error
         finally:
             if not self._closing:

@@ -27,8 +27,8 @@ class StageTimeout(TimeoutError):
 _EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*): *(\S.*)$", re.MULTILINE)
 
 
-def one_line(error: BaseException | str) -> str:
-    """One line for a user: `Type: first line of the message`, at most MAX_LINE characters.
+def one_line(error: BaseException | str, limit: int | None = MAX_LINE) -> str:
+    """One line for a user: `Type: first line of the message`, at most `limit` characters.
 
     For an exception group (a TaskGroup's failure) the first exception is described. For text
     (e.g. a QC program's error report holding a traceback) the innermost exception line is
@@ -48,4 +48,4 @@ def one_line(error: BaseException | str) -> str:
         else:
             lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
             text = lines[-1] if lines else "no error message"
-    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."

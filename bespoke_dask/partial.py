@@ -36,7 +36,7 @@ def fitted_and_skipped(
         SkippedTorsion(
             smirks=[parameter.smirks for parameter in target.parameters],
             smiles=target.scan.smiles,
-            error=one_line(failed[target.scan.content_hash()]),
+            error=one_line(failed[target.scan.content_hash()].__cause__ or failed[target.scan.content_hash()]),
         )
         for target in targets
         if target.scan.content_hash() in failed

@@ -1,17 +1,16 @@
-"""Run one stage call in a child process of the worker, so that it can be stopped.
+"""Run stage calls in a child process of the worker, so that one can be stopped.
 
 A Dask task runs in a worker thread, and a thread cannot be stopped; a process can. Each
-stage call therefore runs in a child process, forked from a forkserver that has already
-imported the stage modules (a child starts in milliseconds, not the seconds an import of the
-chemistry takes). The child:
+worker thread that runs a stage keeps one child process and hands it its calls, one at a
+time; the child is forked from a forkserver that has already imported the stage modules.
+Past a call's time limit, or on `stop`, the child is killed (the thread's next call gets a
+new one). The child:
 
 - leads a process group of its own, so the programs it starts (psi4, sqm) are killed with it;
-- works in a scratch directory of its own (its TMPDIR and working directory, so geomeTRIC's
-  `tmp*` folders and sqm's files land there), removed afterwards unless BEFLOW_KEEP_TMP_FILES;
+- runs each call in a scratch directory of its own (its TMPDIR and working directory, so
+  geomeTRIC's `tmp*` folders and sqm's files land there), removed afterwards unless
+  BEFLOW_KEEP_TMP_FILES is set;
 - watches its worker: when the worker dies, however it died, the child kills its group.
-
-`run` waits for the child up to a time limit and kills its group past it; `stop` kills the
-child of a named call from another thread (a precise cancel: other calls on the worker go on).
 """
 
 import multiprocessing
@@ -20,8 +19,10 @@ import pickle
 import select
 import shutil
 import signal
+import sys
 import tempfile
 import threading
+import types
 from collections.abc import Callable
 
 from bespoke_dask.errors import StageTimeout, one_line
@@ -45,10 +46,28 @@ class StageStopped(RuntimeError):
         self.cancelled = cancelled
 
 
-_children: dict[str, multiprocessing.Process] = {}
+_children: dict[str, multiprocessing.Process] = {}  # call name -> the child running it
 _stopped: set[str] = set()
 _lock = threading.Lock()
+_local = threading.local()  # this thread's child
 _context = None
+
+
+class _Child:
+    """A child process serving one worker thread, and the pipes to it."""
+
+    def __init__(self):
+        self.calls, theirs = _mp().Pipe(duplex=True)
+        watch, self._alive = _mp().Pipe(duplex=False)  # never written: EOF when the worker dies
+        self.process = _mp().Process(target=_serve, args=(theirs, watch), name="bespoke-stage", daemon=True)
+        _start(self.process)
+        theirs.close()
+        watch.close()
+
+    def close(self) -> None:
+        _kill(self.process)
+        self.calls.close()
+        self._alive.close()
 
 
 def run(
@@ -61,36 +80,32 @@ def run(
     label: str | None = None,
     scratch_root: str | None = None,
 ):
-    """`function(*args, **kwargs)` in a child process; its result, or its exception re-raised.
+    """`function(*args, **kwargs)` in this thread's child process; its result, or its exception.
 
     `name` identifies the call for `stop` (a Dask task key); `label` names the stage in the
     timeout error; `timeout` is in seconds (None: no limit); scratch goes under `scratch_root`
     (default: the system's temporary directory).
     """
+    child = getattr(_local, "child", None)
+    if child is None or not child.process.is_alive():
+        child = _local.child = _Child()
     scratch = tempfile.mkdtemp(prefix="bespoke-", dir=scratch_root)
-    ours, theirs = _mp().Pipe(duplex=True)  # duplex: the child sees EOF when the worker dies
-    child = _mp().Process(
-        target=_child, args=(theirs, function, args, kwargs or {}, scratch), name=name, daemon=True
-    )
     with _lock:
-        _children[name] = child
+        _children[name] = child.process
         _stopped.discard(name)
     try:
-        _start(child)
-        theirs.close()
-        if not ours.poll(timeout):
-            _kill(child)
+        child.calls.send((function, args, kwargs or {}, scratch))
+        if not child.calls.poll(timeout):
+            _forget(child)
             raise StageTimeout(f"{label or name} stopped at its time limit of {timeout:g} s")
         try:
-            status, value = ours.recv()
-        except EOFError:
-            child.join()
+            status, value = child.calls.recv()
+        except (EOFError, OSError):  # the child was killed: end of file, or a reset connection
+            _forget(child)
             cancelled = name in _stopped
-            reason = "cancelled" if cancelled else f"its process died (exit code {child.exitcode})"
+            reason = "cancelled" if cancelled else f"its process died (exit code {child.process.exitcode})"
             raise StageStopped(f"{label or name}: {reason}", cancelled=cancelled) from None
     finally:
-        _kill(child)
-        ours.close()
         with _lock:
             _children.pop(name, None)
         if not Settings().keep_tmp_files:
@@ -101,21 +116,27 @@ def run(
 
 
 def stop(name: str) -> bool:
-    """Kill the process (and its programs) of the call `name`, if it runs here."""
+    """Kill the process (and its programs) running the call `name`, if it runs here."""
     with _lock:
-        child = _children.get(name)
-        if child is not None:
+        process = _children.get(name)
+        if process is not None:
             _stopped.add(name)
-    if child is None:
+    if process is None:
         return False
-    _kill(child)
+    _kill(process)
     return True
 
 
 def running() -> dict[str, int]:
     """Name -> process id of every call running in a child of this process."""
     with _lock:
-        return {name: child.pid for name, child in _children.items() if child.pid is not None}
+        return {name: process.pid for name, process in _children.items() if process.pid is not None}
+
+
+def _forget(child: _Child) -> None:
+    """Kill this thread's child; its next call starts another."""
+    child.close()
+    _local.child = None
 
 
 def _mp():
@@ -127,18 +148,23 @@ def _mp():
 
 
 def _start(child: multiprocessing.Process) -> None:
-    """Start `child` even from a daemonic Dask worker process.
+    """Start `child` even from a daemonic Dask worker process, without re-running `__main__`.
 
     multiprocessing forbids children of daemonic processes so that none outlives its parent;
-    ours cannot: each watches its worker and kills itself when the worker goes.
+    ours cannot: each watches its worker and kills itself when the worker goes. And it runs
+    the parent's main script again in each child (as spawn does); a stage needs nothing from
+    it, so the child is shown an empty `__main__`.
     """
     me = multiprocessing.current_process()
-    daemonic = me._config.get("daemon")
-    me._config["daemon"] = False
-    try:
-        child.start()
-    finally:
-        me._config["daemon"] = daemonic
+    daemonic, main = me._config.get("daemon"), sys.modules["__main__"]
+    with _lock:
+        me._config["daemon"] = False
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            child.start()
+        finally:
+            me._config["daemon"] = daemonic
+            sys.modules["__main__"] = main
 
 
 def _kill(child: multiprocessing.Process) -> None:
@@ -153,25 +179,33 @@ def _kill(child: multiprocessing.Process) -> None:
     child.join()
 
 
-def _child(connection, function: Callable, args: tuple, kwargs: dict, scratch: str) -> None:
-    """The child's main: own group, own scratch, a watch on the worker, then the call."""
+def _serve(calls, watch) -> None:
+    """The child's main: own group, a watch on the worker, then calls until the worker hangs up."""
     os.setpgid(0, 0)
-    os.environ["TMPDIR"] = tempfile.tempdir = scratch
-    os.chdir(scratch)
-    threading.Thread(target=_die_with_worker, args=(connection,), daemon=True).start()
-    try:
-        outcome = ("ok", function(*args, **kwargs))
-    except BaseException as error:  # noqa: BLE001 - every failure goes back to the worker
-        outcome = ("error", _sendable(error))
-    try:
-        connection.send(outcome)
-    except (BrokenPipeError, EOFError, OSError):
-        pass  # the worker is gone; the watch ends this process group
+    threading.Thread(target=_die_with_worker, args=(watch,), daemon=True).start()
+    home = os.getcwd()
+    while True:
+        try:
+            function, args, kwargs, scratch = calls.recv()
+        except (EOFError, OSError):
+            return
+        os.environ["TMPDIR"] = tempfile.tempdir = scratch
+        os.chdir(scratch)
+        try:
+            outcome = ("ok", function(*args, **kwargs))
+        except BaseException as error:  # noqa: BLE001 - every failure goes back to the worker
+            outcome = ("error", _sendable(error))
+        finally:
+            os.chdir(home)
+        try:
+            calls.send(outcome)
+        except (BrokenPipeError, EOFError, OSError):
+            return
 
 
-def _die_with_worker(connection) -> None:
-    """Block until the worker's end of the pipe closes, then kill this process group."""
-    select.select([connection.fileno()], [], [])
+def _die_with_worker(watch) -> None:
+    """Block until the worker's end of `watch` closes (it never writes), then kill this group."""
+    select.select([watch.fileno()], [], [])
     os.killpg(0, signal.SIGKILL)
 
 

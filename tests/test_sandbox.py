@@ -94,3 +94,12 @@ def test_a_child_and_its_programs_die_with_their_worker(tmp_path):
     worker.kill()
     worker.wait()
     assert all(_gone(pid) for pid in sleepers)
+
+
+def test_calls_share_a_child_until_one_is_killed():
+    first = sandbox.run(os.getpid, name="first")
+    assert sandbox.run(os.getpid, name="second") == first  # no fork per call
+    with pytest.raises(StageTimeout):
+        sandbox.run(time.sleep, (60,), name="stuck", timeout=0.5)
+    assert _gone(first)
+    assert sandbox.run(os.getpid, name="third") not in (first, os.getpid())
