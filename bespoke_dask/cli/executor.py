@@ -15,6 +15,8 @@ from bespoke_dask.cli.batch import ClusterOption, JobqueueConfig, MaxJobs, MinJo
 from bespoke_dask.cli.display import as_json, fit_table, parameter_table, status_view
 from bespoke_dask.cli.options import (
     CacheOnly,
+    AllowPartial,
+    KeepFiles,
     Directory,
     ForceFieldOption,
     MoleculeFile,
@@ -32,6 +34,7 @@ from bespoke_dask.cli.options import (
     errors,
     quiet_dask_logs,
     user_errors,
+    keep_files,
     workflow_factory,
 )
 from bespoke_dask.config import BespokeWorkerConfig
@@ -78,6 +81,7 @@ def run(
     force_field: ForceFieldOption = None,
     optimizer: OptimizerOption = None,
     cache_only: CacheOnly = False,
+    allow_partial: AllowPartial = False,
     output: Annotated[Optional[Path], typer.Option(help="Write the result JSON here.")] = None,
     output_force_field: Annotated[
         Optional[Path], typer.Option(help="Write the bespoke force field (OFFXML) here.")
@@ -93,9 +97,13 @@ def run(
     report: Report = None,
     report_dir: ReportDir = None,
     quiet: Quiet = False,
+    keep: KeepFiles = False,
 ):
     """Fit one molecule on a fresh local cluster and wait for the result."""
-    factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only)
+    keep_files(keep)
+    factory = workflow_factory(
+        workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only, allow_partial
+    )
     workflows = build_workflows(factory, smiles, file)
     if len(workflows) != 1:
         raise InputError(f"run fits one molecule, {len(workflows)} were given: use submit")
@@ -132,8 +140,10 @@ def launch(
     jobqueue_config: JobqueueConfig = None,
     min_jobs: MinJobs = None,
     max_jobs: MaxJobs = None,
+    keep: KeepFiles = False,
 ):
     """Start an executor in the foreground until Ctrl-C or SIGTERM; it resumes unfinished work."""
+    keep_files(keep)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -175,6 +185,7 @@ def submit(
     force_field: ForceFieldOption = None,
     optimizer: OptimizerOption = None,
     cache_only: CacheOnly = False,
+    allow_partial: AllowPartial = False,
     save_submission_info: Annotated[
         bool, typer.Option(help="Write the ids to submission.json in the current directory.")
     ] = False,
@@ -183,7 +194,9 @@ def submit(
 ):
     """Submit molecules to a running executor; prints their ids. Bad molecules are reported
     (exit code 2) and the good ones submitted all the same."""
-    factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only)
+    factory = workflow_factory(
+        workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only, allow_partial
+    )
     workflows, problems = batch_workflows(factory, smiles, file)
     for problem in problems:
         errors.print(f"[red]Error:[/] {problem}", highlight=False, soft_wrap=True)

@@ -89,6 +89,13 @@ ForceFieldOption = Annotated[Optional[str], typer.Option("--force-field", help="
 OptimizerOption = Annotated[
     Optional[str], typer.Option("--optimizer", help="Fitting backend: forcebalance or lsq.")
 ]
+AllowPartial = Annotated[
+    bool,
+    typer.Option("--allow-partial", help="Fit the torsions whose scans succeeded; list the failed ones."),
+]
+KeepFiles = Annotated[
+    bool, typer.Option("--keep-files", help="Keep the workers' scratch files (BEFLOW_KEEP_TMP_FILES).")
+]
 Scheduler = Annotated[
     Optional[str],
     typer.Option(
@@ -117,6 +124,7 @@ def workflow_factory(
     force_field: str | None,
     optimizer: str | None,
     cache_only: bool = False,
+    allow_partial: bool = False,
 ) -> BespokeWorkflowFactory:
     """The named or saved workflow settings with the command-line overrides applied."""
     factory = (
@@ -131,6 +139,8 @@ def workflow_factory(
         overrides["target_torsion_smirks"] = target_torsion
     if force_field:
         overrides["initial_force_field"] = force_field
+    if allow_partial:
+        overrides["allow_partial"] = True
     if optimizer:
         if optimizer not in OPTIMIZERS:
             raise InputError(f"unknown optimizer '{optimizer}': choose forcebalance or lsq")
@@ -138,6 +148,12 @@ def workflow_factory(
     if cache_only:
         overrides["cache_only"] = True
     return factory.model_copy(update=overrides)
+
+
+def keep_files(keep: bool) -> None:
+    """--keep-files: this process and the workers it starts keep their scratch files."""
+    if keep:
+        os.environ["BEFLOW_KEEP_TMP_FILES"] = "1"
 
 
 def build_workflows(
