@@ -300,7 +300,7 @@ class Coordinator:
                 if policy.worker_died(error) and attempt < policy.retries():
                     attempt += 1
                     self._retried.setdefault(key, []).append(
-                        f"{policy.label(stage.name)} run again ({attempt} of {policy.retries()}): {one_line(error)}"
+                        f"{policy.label(stage.name)} run again ({attempt} of {policy.retries()}): {policy.death(error)}"
                     )
                     await self.client.retry([future])
                     continue
@@ -308,7 +308,7 @@ class Coordinator:
                     self.store.put_failure(stage.name, key, one_line(error))
                 if policy.worker_died(error):
                     raise RuntimeError(
-                        f"{policy.label(stage.name)} failed after {attempt} re-runs: {one_line(error)}"
+                        f"{policy.label(stage.name)} failed after {attempt} re-runs: {policy.death(error)}"
                     ) from error
                 raise
         if stage.cached:

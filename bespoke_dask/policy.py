@@ -49,6 +49,13 @@ def retries() -> int:
     return int(dask.config.get("bespoke-dask.retries", 2))
 
 
+def death(error: BaseException) -> str:
+    """Why a task has to run again, in a few words."""
+    if isinstance(error, KilledWorker):
+        return "its worker died"
+    return str(error)
+
+
 def worker_died(error: BaseException) -> bool:
     """Whether `error` says the task's worker or process died, not that the work itself failed."""
     return isinstance(error, KilledWorker) or (isinstance(error, StageStopped) and not error.cancelled)
