@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -30,6 +31,8 @@ def _sleeper_pids() -> set[int]:
 def test_a_call_returns_its_result_and_leaves_no_scratch(tmp_path):
     result = sandbox.run(os.getcwd, name="cwd", scratch_root=str(tmp_path))
     assert result.startswith(str(tmp_path))  # the child worked in its own scratch directory
+    made = sandbox.run(tempfile.mkdtemp, name="mkdtemp", scratch_root=str(tmp_path))  # as geomeTRIC does
+    assert made.startswith(str(tmp_path))
     assert list(tmp_path.iterdir()) == []
 
 
