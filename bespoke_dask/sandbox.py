@@ -31,7 +31,7 @@ from bespoke_dask.settings import Settings
 # Imported once by the forkserver, so every child has them loaded.
 PRELOAD = [
     "bespoke_dask.stages.fragment",
-    "bespoke_dask.stages.smirks",
+    "bespoke_dask.stages.targets",
     "bespoke_dask.stages.qc",
     "bespoke_dask.stages.torsiondrive",
     "bespoke_dask.stages.optimize",

@@ -50,7 +50,7 @@ def _target(name: str) -> TorsionTarget:
         optimization=ConstrainedOptimizationSettings(),
     )
     parameter = BespokeTorsion(smirks=f"[*:1]~[{name}:2]", periodicities=[1], phases=[0.0], k=[0.0], idivf=[1.0])
-    return TorsionTarget(parameter=parameter, scan=scan)
+    return TorsionTarget(parameters=[parameter], scan=scan)
 
 
 def _outcomes_with_made_up_scan_errors(targets, failing):
