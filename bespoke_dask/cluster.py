@@ -20,7 +20,7 @@ def local_cluster(
 
     A worker offers `n-tasks` units of its pool's resource, so it runs that many stage tasks at
     once; `threads` beyond those leave room for light scan steps (`bespoke-dask.pools.<pool>`).
-    Workers keep their files (and their TMPDIR) under `scratch` (default: Dask's, in /tmp).
+    Workers keep their files under `scratch` (default: Dask's, in /tmp).
     """
     scheduler = {
         "cls": Scheduler,
@@ -44,10 +44,10 @@ def local_cluster(
 
 def worker_spec(pool: Pool, config: BespokeWorkerConfig, host: str, scratch: Path | None = None) -> dict:
     """The `SpecCluster` entry of one worker process of `pool`; its files go under `scratch`."""
-    env = config.environment(pool)
     if scratch is not None:
         Path(scratch).mkdir(parents=True, exist_ok=True)
-        env["TMPDIR"] = str(scratch)  # the worker's temporary files too (multiprocessing's, ...)
+    # Not TMPDIR: multiprocessing puts its forkserver's socket there, and a socket path must be short.
+    env = config.environment(pool)
     return {
         "cls": Nanny,
         "options": {

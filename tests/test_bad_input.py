@@ -198,3 +198,16 @@ def test_a_mutated_workflow_only_gives_validation_errors(path, value):
 @given(st.text(max_size=40))
 def test_random_text_only_gives_validation_errors(text):
     _check_validation_only(text)
+
+
+def test_a_commands_own_exit_code_is_kept():
+    import typer
+
+    @options.user_errors
+    def exits():
+        raise typer.Exit(3)
+
+    command = typer.Typer()
+    command.command()(exits)
+    result = runner.invoke(command, [])
+    assert result.exit_code == 3 and "Internal error" not in result.output

@@ -47,8 +47,8 @@ def user_errors(command):
         except USER_ERRORS as error:
             errors.print(f"[red]Error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # the command's own exit
         except Exception as error:  # noqa: BLE001 - anything else is ours to fix
             log = _log_traceback()
             errors.print(
