@@ -1,5 +1,8 @@
 """A local Dask cluster with one worker pool per stage, listening on loopback only."""
 
+from pathlib import Path
+
+import dask.config
 from distributed import Nanny, Scheduler, SpecCluster
 from distributed.security import Security
 
@@ -29,8 +32,12 @@ def local_cluster(
     dashboard_port: int | None = 0,
     security: Security | None = None,
     plugins: tuple = (),
+    scratch: Path | None = None,
 ) -> SpecCluster:
-    """Start a scheduler (carrying `plugins`) and `n` worker processes per pool."""
+    """Start a scheduler (carrying `plugins`) and `n` worker processes per pool.
+
+    Workers keep their files under `scratch` (default: Dask's, in /tmp).
+    """
     security = security or Security()
     scheduler = {
         "cls": Scheduler,
@@ -46,13 +53,13 @@ def local_cluster(
         },
     }
     workers = {
-        f"{pool}-{index}": worker_spec(pool, config, host, security)
+        f"{pool}-{index}": worker_spec(pool, config, host, security, scratch=scratch)
         for pool, (n_workers, config) in pools.items()
         for index in range(n_workers)
     }
-    return SpecCluster(
-        workers=workers, scheduler=scheduler, security=security, name="bespoke-dask"
-    )
+    # Every worker death reaches the coordinator, which re-runs the task (bespoke-dask.retries).
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        return SpecCluster(workers=workers, scheduler=scheduler, security=security, name="bespoke-dask")
 
 
 def worker_spec(
@@ -61,8 +68,9 @@ def worker_spec(
     host: str,
     security: Security | None = None,
     n_tasks: int | None = None,
+    scratch: Path | None = None,
 ) -> dict:
-    """The `SpecCluster` entry of one worker process of `pool`.
+    """The `SpecCluster` entry of one worker process of `pool`; its files go under `scratch`.
 
     A worker offers `n-tasks` units of its pool's resource, so it runs that many stage tasks at
     once, each with `config`'s cores and memory; `threads` beyond those leave room for light
@@ -70,6 +78,9 @@ def worker_spec(
     """
     security = security or Security()
     n_tasks = pool_setting(pool, "n-tasks", n_tasks)
+    if scratch is not None:
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+    # Not TMPDIR: multiprocessing puts its forkserver's socket there, and a socket path must be short.
     env = config.environment(pool)
     return {
         "cls": PoolNanny,
@@ -84,6 +95,7 @@ def worker_spec(
             "env": env,
             "dashboard_address": f"{host}:0",
             "silence_logs": WORKER_LOG_LEVEL,
+            "local_directory": None if scratch is None else str(scratch),
         },
     }
 

@@ -17,8 +17,9 @@ from dask.utils import format_time
 from distributed import Client
 from distributed.scheduler import NoValidWorkerError, NoWorkerError
 
-from bespoke_dask import graph
+from bespoke_dask import graph, partial, policy
 from bespoke_dask.config import WORKER_TYPES
+from bespoke_dask.errors import InputError, StageTimeout, one_line
 from bespoke_dask.graph import Stage
 from bespoke_dask.progress import SharedScan, event, forget_events, qc_profile, scan_profile, topic
 from bespoke_dask.schema import (
@@ -28,6 +29,7 @@ from bespoke_dask.schema import (
     FitTarget,
     ScanProgress,
     StageStatus,
+    StageTimeouts,
     TorsionScanResult,
     TorsionScanTask,
     WorkflowRecord,
@@ -72,6 +74,7 @@ class Coordinator:
         self._waiters: dict[str, int] = {}
         self._scans: dict[str, SharedScan] = {}  # torsiondrives under way, by task hash
         self._background: set[asyncio.Task] = set()
+        self._retried: dict[str, list[str]] = {}  # task key -> why it was run again
         self._closing = False
 
     # -- workflows -------------------------------------------------------------------
@@ -143,11 +146,14 @@ class Coordinator:
     async def _drive(self, record: WorkflowRecord) -> None:
         workflow = record.workflow.model_copy(update={"id": None})  # ids must not change keys
         self._spawn(self._draw(record, [record.output.smiles], [[]]))
+        timeouts = workflow.timeouts
         with contextlib.suppress(StageFailed, asyncio.CancelledError):
-            async with self._stage(record, "fragmentation"):
+            async with self._stage(record, "fragmentation") as status:
                 molecule = workflow.without_fit_settings()  # shared by fits of the same scans
-                fragmentation = await self.compute(graph.FRAGMENT, molecule)
-                targets = await self.compute(graph.TARGETS, molecule, fragmentation)
+                fragmentation = await self.compute(graph.FRAGMENT, molecule, limits=timeouts, notes=status.retries)
+                targets = await self.compute(
+                    graph.TARGETS, molecule, fragmentation, limits=timeouts, notes=status.retries
+                )
             async with self._stage(record, "qc-generation") as status:
                 tasks = {target.scan.content_hash(): target.scan for target in targets}
                 if workflow.cache_only:
@@ -156,23 +162,28 @@ class Coordinator:
                 bonds = [(a + 1, b + 1) for t in targets for p in t.parameters for a, b in p.parent_bonds]
                 scans = [task.smiles for task in tasks.values()]
                 self._spawn(self._draw(record, [workflow.smiles, *scans], [bonds, *[[(1, 2)]] * len(scans)]))
-                async with asyncio.TaskGroup() as group:
-                    running = {
-                        key: group.create_task(self._scan(task, progress, lambda: self._publish(record)))
-                        for (key, task), progress in zip(tasks.items(), status.scans)
-                    }
-            async with self._stage(record, "optimization"):
+                outcomes = await asyncio.gather(
+                    *(
+                        self._scan(task, progress, lambda: self._publish(record), timeouts)
+                        for task, progress in zip(tasks.values(), status.scans)
+                    ),
+                    return_exceptions=True,
+                )
+                running = dict(zip(tasks, outcomes))
+                targets, skipped = partial.fitted_and_skipped(targets, running, workflow.allow_partial)
+            async with self._stage(record, "optimization") as status:
                 parameters = list({p.smirks: p for t in targets for p in t.parameters}.values())
                 fit_targets = [
                     FitTarget(
                         smirks=[parameter.smirks for parameter in target.parameters],
-                        scan=running[target.scan.content_hash()].result(),
+                        scan=running[target.scan.content_hash()],
                     )
                     for target in targets
                 ]
-                record.output.results = await self.compute(
-                    graph.OPTIMIZE, workflow, parameters, fit_targets
+                result = await self.compute(
+                    graph.OPTIMIZE, workflow, parameters, fit_targets, limits=timeouts, notes=status.retries
                 )
+                record.output.results = result.model_copy(update={"skipped": skipped})
                 metrics = record.output.results.metrics
                 scanned = [m.mapped_smiles for m in metrics]
                 await self._draw(record, scanned, [[m.dihedral[1:3]] for m in metrics], offset=1)
@@ -193,7 +204,7 @@ class Coordinator:
                 status.status = "cancelled"
             raise
         except Exception as error:
-            status.status, status.error = "errored", describe(error)
+            status.status, status.error = "errored", one_line(error, limit=None)  # lists every failed torsion
             raise StageFailed(status.error) from error
         finally:
             if not self._closing:
@@ -209,17 +220,24 @@ class Coordinator:
                               f"{task.qc_spec.method}/{task.qc_spec.basis})" for task in missing)
             raise CacheMiss(f"cache only, but {len(missing)} of {len(tasks)} scans are not in the store: {names}")
 
-    async def _scan(self, task: TorsionScanTask, progress: ScanProgress, changed) -> TorsionScanResult:
+    async def _scan(
+        self, task: TorsionScanTask, progress: ScanProgress, changed, timeouts: StageTimeouts | None = None
+    ) -> TorsionScanResult:
         """A finished torsiondrive; `progress` follows it (also when another workflow started it)."""
         key = task.content_hash()
+        limit = policy.timeout("torsiondrive", timeouts)
         try:
             result = self.store.get(SCANS, key, TorsionScanResult)
             if result is None:
                 shared = self._scans.setdefault(key, SharedScan(task.smiles))
                 shared.attach(progress, changed)
-                result = await self._once(f"{SCANS}-{key}", lambda: self._drive_scan(task, shared))
+                drive = self._once(f"{SCANS}-{key}", lambda: self._drive_scan(task, shared, timeouts))
+                try:
+                    result = await asyncio.wait_for(drive, limit)
+                except TimeoutError:
+                    raise StageTimeout(f"{policy.label('scan')} stopped at its time limit of {limit:g} s") from None
         except Exception as error:
-            progress.status, progress.error = "errored", describe(error)
+            progress.status, progress.error = "errored", one_line(error)
             raise RuntimeError(f"scan of {task.smiles} failed: {progress.error}") from error
         progress.status = "success"
         progress.grid_points = progress.grid_points_done = len(result.grid)
@@ -227,14 +245,18 @@ class Coordinator:
         progress.angles, progress.energies = scan_profile(result)
         return result
 
-    async def _drive_scan(self, task: TorsionScanTask, shared: SharedScan) -> TorsionScanResult:
+    async def _drive_scan(
+        self, task: TorsionScanTask, shared: SharedScan, timeouts: StageTimeouts | None = None
+    ) -> TorsionScanResult:
         """Run a torsiondrive wavefront by wavefront, every optimization its own `qc` task."""
         try:
             shared.update(status="running")
             step = await self.compute(graph.SCAN_START, task)
             shared.update(grid_points=step.state.grid_points)
             while step.result is None:
-                results = await asyncio.gather(*(self._optimize(job, shared) for job in step.jobs))
+                async with asyncio.TaskGroup() as group:  # one failure stops the others
+                    running = [group.create_task(self._optimize(job, shared, timeouts)) for job in step.jobs]
+                results = [optimization.result() for optimization in running]
                 step = await self.compute(graph.SCAN_ADVANCE, step.state, results)
                 angles, energies = qc_profile(step.state.td_state)
                 shared.update(
@@ -249,47 +271,83 @@ class Coordinator:
             if self._scans.get(task.content_hash()) is shared:
                 del self._scans[task.content_hash()]
 
-    async def _optimize(self, job, shared: SharedScan):
-        result = await self.compute(graph.QC, job)
-        shared.update(optimizations=shared.state.optimizations + 1)  # seen before the wavefront ends
+    async def _optimize(self, job, shared: SharedScan, timeouts: StageTimeouts | None):
+        """One grid point's optimization; a failed one runs once more from another start geometry."""
+        notes = shared.state.retries
+        try:
+            result = await self.compute(graph.QC, job, limits=timeouts, notes=notes)
+        except (StageTimeout, InputError):
+            raise  # waiting as long again, or the same bad input, would not help
+        except Exception as error:
+            restart = await self.compute(graph.QC_RESTART, job)
+            notes.append(f"optimization at {job.angle:g} deg restarted from another geometry: {one_line(error)}")
+            shared.update(retries=notes)
+            try:
+                result = await self.compute(graph.QC, restart, limits=timeouts, notes=notes)
+            except Exception as again:
+                raise RuntimeError(f"grid point {job.angle:g} deg failed twice: {one_line(again)}") from again
+            # td_api knows its jobs by their start geometry: answer for the job it asked for.
+            result = result.model_copy(update={"initial_geometry": job.geometry})
+        shared.update(optimizations=shared.state.optimizations + 1, retries=notes)  # seen before the wavefront ends
         return result
 
     # -- tasks -----------------------------------------------------------------------
-    async def compute(self, stage: Stage, *args):
-        """A stage's result: from the store, from identical work under way, or computed now."""
+    async def compute(self, stage: Stage, *args, limits: StageTimeouts | None = None, notes: list[str] | None = None):
+        """A stage's result: from the store, from identical work under way, or computed now.
+
+        `limits` are the workflow's time limits; every re-run of the task is noted in `notes`.
+        """
         key = graph.task_key(stage, *args)
         if stage.cached:
             stored = self.store.get(stage.name, key, stage.result_type)
             if stored is not None:
                 return stored
-        return await self._once(key, lambda: self._compute(stage, key, args))
-
-    async def _compute(self, stage: Stage, key: str, args: tuple):
-        future = graph.submit(self.client, stage, *args)
         try:
-            result = await future
-        except asyncio.CancelledError:
-            if not self._closing:
-                await self._stop(future)
-            raise
-        except (NoValidWorkerError, NoWorkerError) as error:
-            future.release()  # else the scheduler keeps the error and a resubmission gets it back
-            pool = WORKER_TYPES.get(stage.pool, "any")
-            raise NoWorkers(pool, self.client.scheduler.address, error.timeout) from None
-        except Exception as error:
-            if stage.cached:
-                self.store.put_failure(stage.name, key, describe(error))
-            raise
+            return await self._once(key, lambda: self._compute(stage, key, args, policy.stage_timeout(stage.name, limits)))
+        finally:
+            if notes is not None:
+                notes.extend(note for note in self._retried.get(key, []) if note not in notes)
+
+    async def _compute(self, stage: Stage, key: str, args: tuple, timeout: float | None):
+        future = graph.submit(self.client, stage, *args, timeout=timeout)
+        attempt = 0
+        while True:
+            try:
+                result = await future
+                break
+            except asyncio.CancelledError:
+                if not self._closing:
+                    await self._stop(future)
+                raise
+            except (NoValidWorkerError, NoWorkerError) as error:
+                future.release()  # else the scheduler keeps the error and a resubmission gets it back
+                pool = WORKER_TYPES.get(stage.pool, "any")
+                raise NoWorkers(pool, self.client.scheduler.address, error.timeout) from None
+            except Exception as error:
+                if policy.worker_died(error) and attempt < policy.retries():
+                    attempt += 1
+                    self._retried.setdefault(key, []).append(
+                        f"{policy.label(stage.name)} run again ({attempt} of {policy.retries()}): {policy.death(error)}"
+                    )
+                    await self.client.retry([future])
+                    continue
+                if stage.cached:
+                    self.store.put_failure(stage.name, key, one_line(error))
+                if policy.worker_died(error):
+                    raise RuntimeError(
+                        f"{policy.label(stage.name)} failed after {attempt} re-runs: {policy.death(error)}"
+                    ) from error
+                raise
         if stage.cached:
             self.store.put(stage.name, key, result)
         return result
 
     async def _stop(self, future) -> None:
-        """Release a cancelled task and restart the worker running it: a thread cannot be stopped."""
+        """Release a cancelled task and kill its process; other tasks on its worker go on."""
         workers = await self.client.run_on_scheduler(graph.workers_running, future.key)
         await future.cancel()
         if workers:
-            await self.client.restart_workers(workers)
+            await self.client.run(graph.stop, future.key, workers=workers)
 
     async def _once(self, key: str, start):
         """Share one run of `start()` among all concurrent callers with the same key.
@@ -365,14 +423,6 @@ async def _log_event(client: Client, topic_name: str, message: dict) -> None:
 
 def _record_key(workflow_id: str) -> str:
     return f"{int(workflow_id):08d}"
-
-
-def describe(error: BaseException) -> str:
-    """One line: the exception type and the first line of its message."""
-    while isinstance(error, BaseExceptionGroup):  # a TaskGroup's failure: report the first
-        error = error.exceptions[0]
-    message = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
 
 
 def seed_scans(directory: str | Path, scans: list[TorsionScanResult]) -> int:

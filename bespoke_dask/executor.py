@@ -18,11 +18,13 @@ from bespoke_dask import futures, logs, progress, service
 from bespoke_dask import tls as bespoke_tls
 from bespoke_dask.cluster import local_cluster
 from bespoke_dask.config import BespokeWorkerConfig, pool_setting, setting
+from bespoke_dask.errors import UnknownWorkflow
 from bespoke_dask.schema import BespokeExecutorOutput, BespokeWorkflow, Status
 from bespoke_dask.settings import Settings
 
 FINISHED = progress.FINISHED
 DEFAULT_DIRECTORY = setting("directory")  # bespoke-dask.directory: "bespoke-executor"
+SCRATCH = "scratch"  # the workers' files, under the executor's directory
 
 _current: "BespokeDaskExecutor | None" = None
 
@@ -102,6 +104,7 @@ class BespokeDaskExecutor:
                 dashboard_port=self.dashboard_port,
                 security=self.security,
                 plugins=[plugin],
+                scratch=self.directory / SCRATCH,
             )
         except BaseException:
             plugin.release()
@@ -114,6 +117,8 @@ class BespokeDaskExecutor:
             self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+        if self._cluster is not None and not Settings().keep_tmp_files:
+            shutil.rmtree(self.directory / SCRATCH, ignore_errors=True)
         if self._temporary and not Settings().keep_tmp_files:
             shutil.rmtree(self.directory, ignore_errors=True)
         self._cluster = self._client = None
@@ -183,7 +188,7 @@ class BespokeDaskExecutor:
         """A snapshot of the workflow's status and, once finished, its results."""
         output = self._call("output", str(workflow_id))
         if output is None:
-            raise KeyError(f"no workflow with id {workflow_id}")
+            raise UnknownWorkflow(f"no workflow with id {workflow_id}")
         return output
 
     def list(self, status: Status | None = None) -> list[BespokeExecutorOutput]:

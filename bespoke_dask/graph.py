@@ -9,10 +9,12 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from distributed import Client
+from distributed import Client, get_worker
 
+from bespoke_dask import policy, sandbox
 from bespoke_dask.config import BespokeWorkerConfig, Pool
 from bespoke_dask.schema import (
+    ConstrainedOptimization,
     Drawings,
     FitResult,
     FragmentationResult,
@@ -41,6 +43,7 @@ TARGETS = Stage("targets", f"{_STAGES}.targets:bespoke_targets", list[TorsionTar
 SCAN_START = Stage("scan-start", f"{_STAGES}.torsiondrive:start", ScanStep)
 SCAN_ADVANCE = Stage("scan-advance", f"{_STAGES}.torsiondrive:advance", ScanStep, cached=False)
 QC = Stage("qc", f"{_STAGES}.qc:optimize_constrained", OptimizationResult, "qc", configured=True)
+QC_RESTART = Stage("qc-restart", f"{_STAGES}.torsiondrive:restarted", ConstrainedOptimization, cached=False)
 OPTIMIZE = Stage("optimize", f"{_STAGES}.optimize:optimize", FitResult, "optimizer")
 DRAW = Stage("draw", f"{_STAGES}.depict:draw", Drawings)  # light: runs on any worker
 
@@ -54,16 +57,26 @@ def task_key(stage: Stage, *args) -> str:
     return f"{stage.name}-{digest.hexdigest()[:40]}"
 
 
-def submit(client: Client, stage: Stage, *args):
-    """Submit one stage call as a Dask task holding one unit of its pool's resource."""
+def submit(client: Client, stage: Stage, *args, timeout: float | None = None):
+    """Submit one stage call as a Dask task holding one unit of its pool's resource.
+
+    A stage with a pool runs in a child process of its worker, stopped after `timeout` seconds.
+    """
+    key = task_key(stage, *args)
     return client.submit(
         _run,
         stage.function,
         stage.pool if stage.configured else None,
+        {"name": key, "timeout": timeout, "label": policy.label(stage.name)} if stage.pool else None,
         *args,
-        key=task_key(stage, *args),
+        key=key,
         resources={stage.pool: 1} if stage.pool else None,
     )
+
+
+def stop(key: str) -> bool:
+    """Run on a worker: kill the child process of task `key`, if it runs there."""
+    return sandbox.stop(key)
 
 
 def workers_running(key: str, dask_scheduler=None) -> list[str]:
@@ -78,13 +91,17 @@ def stage_function(path: str):
     return getattr(importlib.import_module(module), name)
 
 
-def _run(path: str, configured_pool: Pool | None, *args):
-    """Runs on the worker: hand the pool's worker config to the stage when it takes one."""
+def _run(path: str, configured_pool: Pool | None, isolated: dict | None, *args):
+    """Runs on the worker: hand the pool's worker config to the stage when it takes one,
+    and run it in a child process when `isolated` (`sandbox.run`'s options) is given."""
     function = stage_function(path)
-    if configured_pool is None:
-        return function(*args)
-    config = BespokeWorkerConfig.from_environment(configured_pool)
-    return function(*args, n_cores=config.n_cores, max_memory=config.max_memory)
+    kwargs = {}
+    if configured_pool is not None:
+        config = BespokeWorkerConfig.from_environment(configured_pool)
+        kwargs = {"n_cores": config.n_cores, "max_memory": config.max_memory}
+    if isolated is None:
+        return function(*args, **kwargs)
+    return sandbox.run(function, args, kwargs, scratch_root=get_worker().local_directory, **isolated)
 
 
 def _content_hash(model) -> str:

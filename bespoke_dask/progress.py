@@ -15,7 +15,7 @@ from bespoke_dask.schema import BespokeExecutorOutput, ScanProgress, Status, Tor
 FINISHED: tuple[Status, ...] = ("success", "errored", "cancelled")
 HARTREE_TO_KCAL = 627.509474  # kcal/mol per hartree
 HEARTBEAT = 10.0  # s without an event before a follower asks for the status itself
-_SHARED_FIELDS = ("status", "grid_points", "grid_points_done", "optimizations", "angles", "energies")
+_SHARED_FIELDS = ("status", "grid_points", "grid_points_done", "optimizations", "angles", "energies", "retries")
 
 
 def topic(workflow_id: str) -> str:

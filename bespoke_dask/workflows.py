@@ -8,7 +8,12 @@ Named workflows: `default` (BespokeFit's defaults: WBO fragments, psi4 B3LYP-D3B
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from bespoke_dask.errors import InputError
+import dask.config
+from pydantic import ValidationError
+
+from bespoke_dask import config  # noqa: F401 - loads bespoke_dask.yaml's defaults
+
+from bespoke_dask.errors import InputError, one_line
 from bespoke_dask.schema import (
     BespokeWorkflow,
     LeastSquaresSettings,
@@ -42,8 +47,23 @@ class BespokeWorkflowFactory(WorkflowSettings):
 
     @classmethod
     def from_file(cls, path: str | Path) -> "BespokeWorkflowFactory":
-        """Read a factory saved with `to_file` (JSON)."""
-        return cls.model_validate_json(Path(path).read_text())
+        """Read a factory saved with `to_file` (JSON); InputError naming the first problem."""
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(f"cannot read workflow file {path}: {one_line(error)}") from None
+        return cls.from_json(text, source=str(path))
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "workflow JSON") -> "BespokeWorkflowFactory":
+        """Validate workflow settings given as JSON text; InputError naming the first problem."""
+        try:
+            return cls.model_validate_json(text)
+        except ValidationError as error:
+            problem = error.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "the top level"
+            more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+            raise InputError(f"{source} is not a valid workflow: {where}: {problem['msg']}{more}") from None
 
     def to_file(self, path: str | Path) -> None:
         Path(path).write_text(self.model_dump_json(indent=2))
@@ -78,14 +98,17 @@ class BespokeWorkflowFactory(WorkflowSettings):
 
 
 def check_workflow(workflow: BespokeWorkflow) -> None:
-    """Raise `InputError` if the force field or the QC engine cannot handle the molecule.
+    """Raise `InputError` if the target SMARTS are bad, the molecule is above `bespoke-dask.max-atoms`,
+    or the force field or the QC engine cannot handle it.
 
     A cache-only workflow runs no QC, so its QC engine is not checked."""
     from openff.toolkit import Molecule
 
     from bespoke_dask.stages.engines import check_qc_spec
-    from bespoke_dask.stages.molecule import check_force_field
+    from bespoke_dask.stages.molecule import check_force_field, check_size, check_target_torsions
 
+    check_target_torsions(workflow.target_torsion_smirks)
+    check_size(workflow.smiles, dask.config.get("bespoke-dask.max-atoms", None))
     molecule = Molecule.from_mapped_smiles(workflow.smiles, allow_undefined_stereo=True)
     symbols = {atom.symbol for atom in molecule.atoms}
     if not workflow.cache_only:

@@ -48,3 +48,53 @@ def test_counts_tell_results_and_failures_per_kind(tmp_path):
     store.put_failure("qc", "aa03", "QCError: boom")
     store.put("scan", "bb01", RESULT)
     assert store.counts() == {"qc": (2, 1), "scan": (1, 0)}
+
+
+def test_a_truncated_entry_counts_as_missing_with_a_warning(tmp_path, caplog):
+    store = Store(tmp_path)
+    store.put("qc", "ab13", RESULT)
+    path = store.path("qc", "ab13")
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    assert store.get("qc", "ab13", OptimizationResult) is None
+    assert "corrupt" in caplog.text and "ab13" in caplog.text
+    store.put("qc", "ab13", RESULT)  # the recomputed result replaces it
+    assert store.get("qc", "ab13", OptimizationResult) == RESULT
+
+
+def test_a_corrupted_entry_counts_as_missing_with_a_warning(tmp_path, caplog):
+    store = Store(tmp_path)
+    for key, garbage in [("ab14", b"\x00\xff\xfe binary"), ("ab15", b'{"value": {"energy": "a lot"}}'), ("ab16", b"[1, 2]")]:
+        store.put("qc", key, RESULT)
+        store.path("qc", key).write_bytes(garbage)
+        assert store.get("qc", key, OptimizationResult) is None
+        assert key in caplog.text
+    assert store.counts() == {"qc": (1, 0)}  # the well-formed entry of the wrong shape still counts
+
+
+def test_a_write_killed_midway_leaves_the_old_entry_whole(tmp_path):
+    """A real kill: a child process SIGKILLed while it writes a big entry over an existing one."""
+    import multiprocessing
+    import os
+    import signal
+
+    store = Store(tmp_path)
+    store.put("qc", "ab17", RESULT)
+    big = OptimizationResult(
+        initial_geometry=[0.5] * 3_000_000, final_geometry=[1.0] * 3, energy=-2.0, n_gradients=1
+    )
+    child = multiprocessing.get_context("fork").Process(target=store.put, args=("qc", "ab17", big))
+    child.start()
+    while not list((tmp_path / "qc" / "ab").glob(".ab17.*.tmp")):  # the write has begun
+        pass
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    assert child.exitcode == -signal.SIGKILL
+    assert store.get("qc", "ab17", OptimizationResult) == RESULT
+    assert store.keys("qc") == ["ab17"]
+
+
+def test_failures_are_listed_with_their_errors(tmp_path):
+    store = Store(tmp_path)
+    store.put_failure("qc", "aa03", "QCError: boom")
+    store.put("qc", "aa04", RESULT)
+    assert store.failures("qc") == {"aa03": "QCError: boom"}

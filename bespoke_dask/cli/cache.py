@@ -93,6 +93,8 @@ def _is_plain(path: Path) -> bool:
         return False  # read_torsiondrives says what is wrong with the file
 
 
+MAX_FAILURES_SHOWN = 20
+
 KINDS = {
     "fragment": "fragmentations",
     "targets": "bespoke parameter sets",
@@ -115,3 +117,11 @@ def info(directory: Directory = Path(DEFAULT_DIRECTORY)):
     for kind, (results, failures) in store.counts().items():
         table.add_row(KINDS.get(kind, kind), str(results), str(failures))
     console.print(table)
+    failed = [(kind, key, error) for kind in store.counts() for key, error in store.failures(kind).items()]
+    if failed:
+        table = Table("stored", "key", "error (retried when asked for again)", title="recorded failures")
+        for kind, key, error in failed[:MAX_FAILURES_SHOWN]:
+            table.add_row(KINDS.get(kind, kind), key, error)
+        console.print(table)
+        if len(failed) > MAX_FAILURES_SHOWN:
+            console.print(f"... and {len(failed) - MAX_FAILURES_SHOWN} more")

@@ -15,6 +15,8 @@ from bespoke_dask.cli.batch import ClusterOption, JobqueueConfig, MaxJobs, MinJo
 from bespoke_dask.cli.display import as_json, fit_table, parameter_table, status_view
 from bespoke_dask.cli.options import (
     CacheOnly,
+    AllowPartial,
+    KeepFiles,
     Directory,
     ForceFieldOption,
     Host,
@@ -30,11 +32,13 @@ from bespoke_dask.cli.options import (
     Workflow,
     WorkflowFile,
     WorkflowId,
+    batch_workflows,
     build_workflows,
     console,
     errors,
     quiet_dask_logs,
     user_errors,
+    keep_files,
     workflow_factory,
 )
 from bespoke_dask import tls as bespoke_tls
@@ -48,7 +52,7 @@ app = typer.Typer(help="Run bespoke fits: one-shot, or on a long-lived executor.
 # Options left out are None: the setting then comes from BEFLOW_* or dask config (config.py).
 NFragmenter = Annotated[Optional[int], typer.Option(help="Fragmenter workers [default: 1].", show_default=False)]
 NQC = Annotated[Optional[int], typer.Option(help="QC workers [default: 1].", show_default=False)]
-QCCores = Annotated[Optional[int], typer.Option(help="Cores per QC calculation [default: 1].", show_default=False)]
+QCCores = Annotated[Optional[int], typer.Option(help="Cores per QC calculation [default: 1].", show_default=False, min=1)]
 QCMemory = Annotated[Optional[float], typer.Option(help="GiB per QC calculation [default: no limit].", show_default=False)]
 NOptimizer = Annotated[Optional[int], typer.Option(help="Optimizer workers [default: 1].", show_default=False)]
 Report = Annotated[
@@ -83,6 +87,7 @@ def run(
     force_field: ForceFieldOption = None,
     optimizer: OptimizerOption = None,
     cache_only: CacheOnly = False,
+    allow_partial: AllowPartial = False,
     output: Annotated[Optional[Path], typer.Option(help="Write the result JSON here.")] = None,
     output_force_field: Annotated[
         Optional[Path], typer.Option(help="Write the bespoke force field (OFFXML) here.")
@@ -98,9 +103,13 @@ def run(
     report: Report = None,
     report_dir: ReportDir = None,
     quiet: Quiet = False,
+    keep: KeepFiles = False,
 ):
     """Fit one molecule on a fresh local cluster and wait for the result."""
-    factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only)
+    keep_files(keep)
+    factory = workflow_factory(
+        workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only, allow_partial
+    )
     workflows = build_workflows(factory, smiles, file)
     if len(workflows) != 1:
         raise InputError(f"run fits one molecule, {len(workflows)} were given: use submit")
@@ -146,8 +155,10 @@ def launch(
     jobqueue_config: JobqueueConfig = None,
     min_jobs: MinJobs = None,
     max_jobs: MaxJobs = None,
+    keep: KeepFiles = False,
 ):
     """Start an executor in the foreground until Ctrl-C or SIGTERM; it resumes unfinished work."""
+    keep_files(keep)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -194,6 +205,7 @@ def submit(
     force_field: ForceFieldOption = None,
     optimizer: OptimizerOption = None,
     cache_only: CacheOnly = False,
+    allow_partial: AllowPartial = False,
     save_submission_info: Annotated[
         bool, typer.Option(help="Write the ids to submission.json in the current directory.")
     ] = False,
@@ -203,9 +215,16 @@ def submit(
     tls_cert: TLSCert = None,
     tls_key: TLSKey = None,
 ):
-    """Submit molecules to a running executor; prints their ids."""
-    factory = workflow_factory(workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only)
-    workflows = build_workflows(factory, smiles, file)
+    """Submit molecules to a running executor; prints their ids. Bad molecules are reported
+    (exit code 2) and the good ones submitted all the same."""
+    factory = workflow_factory(
+        workflow, workflow_file, qc_spec, target_torsion, force_field, optimizer, cache_only, allow_partial
+    )
+    workflows, problems = batch_workflows(factory, smiles, file)
+    for problem in problems:
+        errors.print(f"[red]Error:[/] {problem}", highlight=False, soft_wrap=True)
+    if not workflows:
+        raise typer.Exit(2)
     executor = _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key)
     try:
         ids = [executor.submit(w) for w in workflows]
@@ -218,6 +237,8 @@ def submit(
     if save_submission_info:
         info = [{"id": i, "smiles": w.smiles} for i, w in zip(ids, workflows)]
         Path("submission.json").write_text(json.dumps(info, indent=2))
+    if problems:
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -362,6 +383,8 @@ def _report(
             say(parameter_table(result.results))
         if result.results.metrics:
             say(fit_table(result))
+        for skipped in result.results.skipped:
+            errors.print(f"[yellow]Skipped:[/] {skipped.smiles}: {skipped.error}", highlight=False, soft_wrap=True)
     if result.error:
         errors.print(f"[red]Error:[/] {result.error}", highlight=False, soft_wrap=True)
     if output is not None:

@@ -1,16 +1,19 @@
 """Options shared by several commands, and the conversion of user errors into exit code 2."""
 
+import datetime
 import functools
 import logging
 import os
+import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from bespoke_dask.errors import InputError
+from bespoke_dask.errors import InputError, one_line
 from bespoke_dask.executor import ExecutorNotFound
 from bespoke_dask.schema import BespokeWorkflow, ForceBalanceSettings, LeastSquaresSettings, QCSpec
 from bespoke_dask.service import DirectoryBusy
@@ -19,7 +22,8 @@ from bespoke_dask.workflows import BespokeWorkflowFactory
 console = Console()
 errors = Console(stderr=True)
 
-USER_ERRORS = (InputError, KeyError, FileNotFoundError, ExecutorNotFound, DirectoryBusy, ValidationError)
+USER_ERRORS = (InputError, FileNotFoundError, ExecutorNotFound, DirectoryBusy)
+ERROR_LOG = Path(typer.get_app_dir("bespoke-dask")) / "errors.log"
 OPTIMIZERS = {"forcebalance": ForceBalanceSettings, "lsq": LeastSquaresSettings}
 
 
@@ -34,18 +38,36 @@ def quiet_dask_logs() -> None:
 
 
 def user_errors(command):
-    """Report bad input as one line on stderr and exit 2, without a traceback."""
+    """Bad input: one line on stderr, exit 2. A bug: one line, its traceback logged, exit 1."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as error:
-            message = error.args[0] if isinstance(error, KeyError) else error
-            errors.print(f"[red]Error:[/] {message}", highlight=False, soft_wrap=True)
+            errors.print(f"[red]Error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # the command's own exit
+        except Exception as error:  # noqa: BLE001 - anything else is ours to fix
+            log = _log_traceback()
+            errors.print(
+                f"[red]Internal error:[/] {one_line(error)} (traceback in {log}; please report it)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _log_traceback() -> Path:
+    """Append the current exception's traceback to ERROR_LOG; returns its path."""
+    ERROR_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with ERROR_LOG.open("a") as log:
+        log.write(f"--- {datetime.datetime.now().isoformat(timespec='seconds')} {' '.join(sys.argv)}\n")
+        log.write(traceback.format_exc())
+    return ERROR_LOG
 
 
 Smiles = Annotated[Optional[list[str]], typer.Option("--smiles", help="SMILES of a molecule (repeat).")]
@@ -66,6 +88,13 @@ TargetTorsion = Annotated[
 ForceFieldOption = Annotated[Optional[str], typer.Option("--force-field", help="Initial force field.")]
 OptimizerOption = Annotated[
     Optional[str], typer.Option("--optimizer", help="Fitting backend: forcebalance or lsq.")
+]
+AllowPartial = Annotated[
+    bool,
+    typer.Option("--allow-partial", help="Fit the torsions whose scans succeeded; list the failed ones."),
+]
+KeepFiles = Annotated[
+    bool, typer.Option("--keep-files", help="Keep the workers' scratch files (BEFLOW_KEEP_TMP_FILES).")
 ]
 Scheduler = Annotated[
     Optional[str],
@@ -102,6 +131,7 @@ def workflow_factory(
     force_field: str | None,
     optimizer: str | None,
     cache_only: bool = False,
+    allow_partial: bool = False,
 ) -> BespokeWorkflowFactory:
     """The named or saved workflow settings with the command-line overrides applied."""
     factory = (
@@ -116,6 +146,8 @@ def workflow_factory(
         overrides["target_torsion_smirks"] = target_torsion
     if force_field:
         overrides["initial_force_field"] = force_field
+    if allow_partial:
+        overrides["allow_partial"] = True
     if optimizer:
         if optimizer not in OPTIMIZERS:
             raise InputError(f"unknown optimizer '{optimizer}': choose forcebalance or lsq")
@@ -125,13 +157,37 @@ def workflow_factory(
     return factory.model_copy(update=overrides)
 
 
+def keep_files(keep: bool) -> None:
+    """--keep-files: this process and the workers it starts keep their scratch files."""
+    if keep:
+        os.environ["BEFLOW_KEEP_TMP_FILES"] = "1"
+
+
 def build_workflows(
     factory: BespokeWorkflowFactory, smiles: list[str] | None, files: list[Path] | None
 ) -> list[BespokeWorkflow]:
-    """Checked workflows for every molecule given."""
+    """Checked workflows for every molecule given; InputError on the first bad one."""
+    workflows, problems = batch_workflows(factory, smiles, files)
+    if problems:
+        raise InputError(problems[0])
+    return workflows
+
+
+def batch_workflows(
+    factory: BespokeWorkflowFactory, smiles: list[str] | None, files: list[Path] | None
+) -> tuple[list[BespokeWorkflow], list[str]]:
+    """Checked workflows for the good molecules, and one line per bad one (a batch goes on)."""
     if not smiles and not files:
         raise InputError("give a molecule with --smiles or --file")
-    workflows = [factory.optimization_schema_from_smiles(s) for s in smiles or []]
+    workflows, problems = [], []
+    for given in smiles or []:
+        try:
+            workflows.append(factory.optimization_schema_from_smiles(given))
+        except InputError as error:
+            problems.append(str(error))
     for file in files or []:
-        workflows += factory.optimization_schemas_from_file(file)
-    return workflows
+        try:
+            workflows += factory.optimization_schemas_from_file(file)
+        except InputError as error:
+            problems.append(str(error))
+    return workflows, problems

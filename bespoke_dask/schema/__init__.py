@@ -1,6 +1,6 @@
 """pydantic models for everything that crosses a process boundary."""
 
-from bespoke_dask.schema.base import SCHEMA_VERSION, SchemaModel
+from bespoke_dask.schema.base import SCHEMA_VERSION, UNHASHED, SchemaModel
 from bespoke_dask.schema.drawings import Drawing, DrawingRequest, Drawings
 from bespoke_dask.schema.results import (
     BespokeExecutorOutput,
@@ -9,6 +9,7 @@ from bespoke_dask.schema.results import (
     FitTarget,
     ProfileError,
     ScanProgress,
+    SkippedTorsion,
     StageStatus,
     Status,
     TorsionMetrics,
@@ -37,6 +38,7 @@ from bespoke_dask.schema.workflow import (
     NoFragmentation,
     PfizerFragmentation,
     QCSpec,
+    StageTimeouts,
     TorsionDriveSettings,
     TorsionProfileSettings,
     WBOFragmentation,

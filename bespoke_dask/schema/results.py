@@ -98,6 +98,14 @@ class TorsionMetrics(SchemaModel):
     final_energies: list[float] = []
 
 
+class SkippedTorsion(SchemaModel):
+    """The bespoke parameters of a target bond not fitted because its scan failed."""
+
+    smirks: list[str]
+    smiles: str = Field(description="the scanned fragment, central bond mapped")
+    error: str
+
+
 class FitResult(SchemaModel):
     """What the optimize stage returns."""
 
@@ -120,6 +128,9 @@ class FitResult(SchemaModel):
     wall_time: float = 0.0
     message: str | None = Field(None, description="e.g. 'nothing to fit'")
     provenance: dict[str, str] = Field({}, description="versions of the packages that made the fit")
+    skipped: list[SkippedTorsion] = Field(
+        [], description="torsions left out because their scan failed (workflows with allow_partial)"
+    )
 
 
 class ScanProgress(SchemaModel):
@@ -133,6 +144,7 @@ class ScanProgress(SchemaModel):
     error: str | None = None
     angles: list[float] = Field([], description="degrees, grid points with a QC energy so far")
     energies: list[float] = Field([], description="kcal/mol above the lowest so far, per angle")
+    retries: list[str] = Field([], description="optimizations run again, and why")
 
 
 class StageStatus(SchemaModel):
@@ -144,6 +156,7 @@ class StageStatus(SchemaModel):
     started_at: float | None = Field(None, description="unix time")
     ended_at: float | None = Field(None, description="unix time")
     scans: list[ScanProgress] = []
+    retries: list[str] = Field([], description="tasks run again after their worker died, and why")
 
 
 class BespokeExecutorOutput(SchemaModel):

@@ -4,7 +4,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from bespoke_dask.schema.base import SchemaModel
+from bespoke_dask.schema.base import UNHASHED, SchemaModel
 
 DEFAULT_TARGET_TORSION = "[!#1]~[!$(*#*)&!D1:1]-,=;!@[!$(*#*)&!D1:2]~[!#1]"
 DEFAULT_FORCE_FIELD = "openff_unconstrained-2.2.0.offxml"
@@ -138,6 +138,18 @@ Optimizer = Annotated[
 ]
 
 
+class StageTimeouts(SchemaModel):
+    """Time limits in seconds; None takes `bespoke-dask.timeouts.*` from the settings.
+
+    A task past its limit is stopped (its process killed) and its workflow errors.
+    """
+
+    fragmentation: float | None = Field(None, gt=0, description="s, fragmenting the molecule")
+    qc: float | None = Field(None, gt=0, description="s, one constrained QC optimization")
+    torsiondrive: float | None = Field(None, gt=0, description="s, one whole torsion scan")
+    fit: float | None = Field(None, gt=0, description="s, the fit (lsq or ForceBalance)")
+
+
 class WorkflowSettings(SchemaModel):
     """Every setting of a bespoke torsion fit, independent of the molecule."""
 
@@ -158,6 +170,13 @@ class WorkflowSettings(SchemaModel):
     prior_width: float = Field(6.0, description="kcal/mol; Gaussian prior width of each k")
     cache_only: bool = Field(
         False, description="run no QC: every scan must be in the store already, else the workflow fails naming them"
+    )
+    # How to run, not what to compute: in no task's key.
+    timeouts: StageTimeouts = Field(default_factory=StageTimeouts, json_schema_extra=UNHASHED)
+    allow_partial: bool = Field(
+        False,
+        json_schema_extra=UNHASHED,
+        description="fit the torsions whose scans succeeded and list the failed ones, instead of erroring",
     )
 
 

@@ -379,6 +379,7 @@ class Engine:
     available: Callable[[], bool]
     elements_note: str = ""
     charged: bool = True  # handles charged molecules
+    install: str = ""  # how to install the program
 
 
 def _xtb_model_error(spec: QCSpec) -> str | None:
@@ -432,6 +433,7 @@ ENGINES = {
         elements=lambda spec: _elements_up_to(XTB_MAX_Z),
         available=TBLiteHarness.found,
         elements_note=f"GFN-xTB is parametrised up to Z={XTB_MAX_Z}",
+        install="pip install tblite",
     ),
     "psi4": Engine(
         program="psi4",
@@ -440,6 +442,7 @@ ENGINES = {
         elements=lambda spec: None if spec.basis is None else psi4_basis_elements(spec.basis),
         available=lambda: psi4_executable() is not None,
         elements_note="not in psi4's basis set",
+        install="apt-get install psi4 (Debian/Ubuntu) or conda install -c conda-forge psi4",
     ),
     "rdkit": Engine(
         program="rdkit",
@@ -449,6 +452,7 @@ ENGINES = {
         available=lambda: which_import("rdkit", return_bool=True),
         elements_note=f"MMFF94 types only {' '.join(sorted(MMFF_ELEMENTS))}",
         charged=False,  # qcengine's rdkit harness
+        install="pip install rdkit",
     ),
 }
 
@@ -493,6 +497,13 @@ def check_qc_spec(spec: QCSpec, elements: Iterable[str], charge: float = 0.0) ->
     if missing:
         elements_text = ", ".join(missing)
         raise InputError(f"{spec_label(spec)} cannot handle element(s) {elements_text}: {engine.elements_note}")
+
+
+def require_program(program: str) -> None:
+    """Raise InputError, saying how to install it, unless `program` can run on this machine."""
+    if not program_available(program):
+        engine = ENGINES[program]
+        raise InputError(f"{program} is not installed on this worker: {engine.install}")
 
 
 def spec_label(spec: QCSpec) -> str:

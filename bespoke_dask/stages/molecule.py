@@ -11,7 +11,7 @@ import networkx
 from openff.toolkit import ForceField, Molecule
 from rdkit import RDLogger
 
-from bespoke_dask.errors import InputError
+from bespoke_dask.errors import InputError, one_line
 
 # Force-field sections whose every term must be covered, and the terms they cover.
 _COVERED_TERMS = {
@@ -42,7 +42,7 @@ def load_force_field(name_or_offxml: str, allow_cosmetic_attributes: bool = Fals
     except Exception as error:
         if _is_offxml_text(name_or_offxml):  # the toolkit's message would repeat the whole text
             raise InputError("cannot load force field: the OFFXML text is not valid SMIRNOFF") from None
-        raise InputError(f"cannot load force field '{name_or_offxml}': {_first_line(error)}") from None
+        raise InputError(f"cannot load force field '{name_or_offxml}': {one_line(error).split(': ', 1)[-1]}") from None
 
 
 def check_force_field(mapped_smiles: str, force_field: str) -> None:
@@ -60,6 +60,35 @@ def check_force_field(mapped_smiles: str, force_field: str) -> None:
     raise InputError(
         f"force field {_describe(force_field)} has no {'/'.join(missing)} parameters for atom(s) {atoms}"
     )
+
+
+def check_target_torsions(smarts: list[str]) -> None:
+    """Raise `InputError` unless each SMARTS parses and tags exactly the two atoms of a bond (:1, :2)."""
+    from rdkit import Chem
+
+    if not smarts:
+        raise InputError("no target torsion SMARTS given")
+    for pattern in smarts:
+        with _quiet_rdkit():
+            query = Chem.MolFromSmarts(pattern)
+        if query is None:
+            raise InputError(f"target torsion {pattern!r} is not valid SMARTS")
+        tags = sorted(atom.GetAtomMapNum() for atom in query.GetAtoms() if atom.GetAtomMapNum())
+        if tags != [1, 2]:
+            raise InputError(f"target torsion {pattern!r} must tag the two atoms of its bond :1 and :2, once each")
+        first, second = (atom.GetIdx() for atom in sorted(query.GetAtoms(), key=lambda a: a.GetAtomMapNum())[-2:])
+        if query.GetBondBetweenAtoms(first, second) is None:
+            raise InputError(f"target torsion {pattern!r}: the atoms tagged :1 and :2 are not bonded")
+
+
+def check_size(mapped_smiles: str, max_atoms: int | None) -> None:
+    """Raise `InputError` if the molecule has more than `max_atoms` atoms (hydrogens included)."""
+    n_atoms = Molecule.from_mapped_smiles(mapped_smiles, allow_undefined_stereo=True).n_atoms
+    if max_atoms is not None and n_atoms > max_atoms:
+        raise InputError(
+            f"the molecule has {n_atoms} atoms, more than the limit of {max_atoms} "
+            "(raise bespoke-dask.max-atoms, e.g. DASK_BESPOKE_DASK__MAX_ATOMS=500)"
+        )
 
 
 def _parse(smiles: str) -> Molecule:
@@ -121,10 +150,3 @@ def _describe(name_or_offxml: str) -> str:
 
 def _is_offxml_text(name_or_offxml: str) -> bool:
     return "<" in name_or_offxml
-
-
-def _first_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    line = lines[0] if lines else type(error).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
-

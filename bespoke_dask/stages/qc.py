@@ -6,18 +6,15 @@ memory in GiB.
 
 import contextlib
 import logging
-import re
 
 import numpy as np
 import qcengine
 from qcelemental.models import Molecule as QCMolecule
 from qcelemental.models import OptimizationInput
 
-from bespoke_dask.errors import InputError
+from bespoke_dask.errors import InputError, one_line
 from bespoke_dask.schema.tasks import ConstrainedOptimization, OptimizationResult
-from bespoke_dask.stages.engines import check_qc_spec, register_engines, spec_label
-
-MAX_REASON_LENGTH = 300
+from bespoke_dask.stages.engines import check_qc_spec, register_engines, require_program, spec_label
 
 
 class QCError(RuntimeError):
@@ -43,6 +40,7 @@ def optimize_constrained(
     register_engines()
     molecule = qcschema_molecule(job.mapped_smiles, job.geometry)
     check_qc_spec(job.qc_spec, molecule.symbols, molecule.molecular_charge)
+    require_program(job.qc_spec.program)
     task_config = {"ncores": n_cores} | ({} if max_memory is None else {"memory": max_memory})
     with _root_logging_kept():
         result = qcengine.compute_procedure(
@@ -50,7 +48,7 @@ def optimize_constrained(
         )
     if not result.success:
         details = result.error.error_message
-        raise QCError(f"{spec_label(job.qc_spec)} failed: {short_reason(details)}", details)
+        raise QCError(f"{spec_label(job.qc_spec)} failed: {one_line(details)}", details)
     return OptimizationResult(
         initial_geometry=job.geometry,
         final_geometry=np.asarray(result.final_molecule.geometry).ravel().tolist(),
@@ -102,19 +100,3 @@ def _root_logging_kept():
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
-
-
-# The last "module.ExceptionName: message" line of a (possibly nested) traceback.
-_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*): *(\S.*)$", re.MULTILINE)
-
-
-def short_reason(message: str) -> str:
-    """One line out of a QC error report: the innermost exception ('SCFConvergenceError: ...')."""
-    matches = _EXCEPTION_LINE.findall(message or "")
-    if matches:
-        name, text = matches[-1]
-        reason = f"{name.rsplit('.', 1)[-1]}: {text.strip()}"
-    else:
-        lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
-        reason = lines[-1] if lines else "no error message"
-    return reason if len(reason) <= MAX_REASON_LENGTH else reason[: MAX_REASON_LENGTH - 3] + "..."

@@ -83,6 +83,17 @@ def run_torsiondrive(task: TorsionScanTask, run_batch: BatchRunner) -> TorsionSc
     return step.result
 
 
+def restarted(job: ConstrainedOptimization, displacement: float = 0.1) -> ConstrainedOptimization:
+    """`job` from another start geometry: every atom moved up to `displacement` bohr at random.
+
+    For a grid point whose optimization failed. The moves are seeded by the job, so the
+    restart of a job is always the same task (and hits the store).
+    """
+    rng = np.random.default_rng(int(job.content_hash()[:16], 16))
+    geometry = np.asarray(job.geometry) + rng.uniform(-displacement, displacement, len(job.geometry))
+    return job.model_copy(update={"geometry": geometry.tolist()})
+
+
 def grid_points_total(task: TorsionScanTask) -> int:
     """How many grid angles the scan covers (24 for a full 15 degree scan: -180 is 180)."""
     return len(grid_angles(task.grid_spacing, task.scan_range))

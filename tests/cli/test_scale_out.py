@@ -15,7 +15,6 @@ from pathlib import Path
 import psutil
 import pytest
 from distributed import Client
-from distributed.security import Security
 from test_service import CLI, Executor, cli, submit, wait_for
 
 from bespoke_dask import BespokeWorkflowFactory

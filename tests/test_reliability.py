@@ -1,0 +1,252 @@
+"""Nothing lost, nothing hangs, on a real LocalCluster with real engines (GFN2-xTB, MMFF94):
+time limits that kill, partial fits, SIGKILLed workers, a precise cancel, a corrupt store, no leaks."""
+
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import dask.config
+import psutil
+import pytest
+
+from bespoke_dask import BespokeDaskExecutor, BespokeWorkflowFactory, sandbox
+from bespoke_dask.cli.options import batch_workflows
+from bespoke_dask.schema import ForceBalanceSettings, QCSpec, StageTimeouts, WBOFragmentation
+
+pytestmark = pytest.mark.slow
+
+DEBUG = BespokeWorkflowFactory.from_name("debug")
+MMFF = DEBUG.model_copy(update={"qc_spec": QCSpec(program="rdkit", method="mmff94", basis=None)})
+
+
+@pytest.fixture(scope="module")
+def executor(tmp_path_factory):
+    """One worker per pool; the QC worker runs two QC tasks at once (for the precise cancel)."""
+    with dask.config.set({"bespoke-dask.pools.qc.n-tasks": 2}):
+        with BespokeDaskExecutor(
+            n_fragmenter_workers=1,
+            n_qc_compute_workers=1,
+            n_optimizer_workers=1,
+            directory=tmp_path_factory.mktemp("reliability"),
+        ) as executor:
+            yield executor
+
+
+def _workers(executor, pool: str) -> list[str]:
+    info = executor._client.scheduler_info()["workers"]
+    return [address for address, worker in info.items() if pool in worker["resources"]]
+
+
+def _children(executor, pool: str) -> dict[str, dict[str, int]]:
+    """Worker address -> {task key: pid} of the stage processes running on `pool`'s workers."""
+    return executor._client.run(sandbox.running, workers=_workers(executor, pool))
+
+
+def _wait_for_child(executor, pool: str, count: int = 1, within: float = 300) -> tuple[str, dict[str, int]]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for address, running in _children(executor, pool).items():
+            if len(running) >= count:
+                return address, running
+        time.sleep(0.02)
+    raise AssertionError(f"no {pool} task ran within {within} s")
+
+
+def _worker_pid(executor, address: str) -> int:
+    return executor._client.run(os.getpid, workers=[address])[address]
+
+
+def _gone(pid: int, within: float = 30) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _stray_processes(executor) -> list[str]:
+    """Processes under the workers other than their forkservers: a leftover stage or program."""
+    pids = executor._client.run(os.getpid).values()
+    stray = []
+    for pid in pids:
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "forkserver" not in " ".join(child.cmdline()):
+                    stray.append(" ".join(child.cmdline())[:80])
+    return stray
+
+
+def test_a_qc_optimization_past_its_limit_is_stopped_and_only_its_workflow_errors(executor):
+    limited = DEBUG.optimization_schema_from_smiles("COc1ccccc1").model_copy(
+        update={"timeouts": StageTimeouts(qc=0.05)}
+    )
+    good = DEBUG.optimization_schema_from_smiles("COC=O")
+    limited_id, good_id = executor.submit(limited), executor.submit(good)
+    limited_out = executor.wait_until_complete(limited_id, frequency=0.2)
+    assert limited_out.status == "errored"
+    assert limited_out.error.startswith("qc-generation: ")
+    assert "one QC optimization stopped at its time limit of 0.05 s" in limited_out.error
+    assert executor.wait_until_complete(good_id, frequency=0.2).status == "success"
+    assert all(not running for running in executor._client.run(sandbox.running).values())
+    assert _stray_processes(executor) == []
+
+
+def test_failed_torsions_are_skipped_with_allow_partial_and_listed_without(executor):
+    """Real engine input the engine cannot do: MMFF94 (rdkit) on the charged fragments of a zwitterion."""
+    strict = MMFF.optimization_schema_from_smiles("[O-]C(=O)c1ccc(cc1)OCC[NH3+]")
+    lenient = strict.model_copy(update={"allow_partial": True})
+    strict_out, lenient_out = (
+        executor.wait_until_complete(executor.submit(w), frequency=0.2) for w in (strict, lenient)
+    )
+    assert strict_out.status == "errored"
+    failed = re.search(r"(\d) of (\d) torsiondrives failed \(allow_partial fits the others\)", strict_out.error)
+    assert failed, strict_out.error
+    assert strict_out.error.count("rdkit cannot do charged molecules") == int(failed.group(1))
+
+    assert lenient_out.status == "success", lenient_out.error
+    skipped = lenient_out.results.skipped
+    assert len(skipped) == int(failed.group(1)) and all("charged" in s.error for s in skipped)
+    fitted = {parameter.smirks for parameter in lenient_out.results.parameters}
+    assert fitted and not fitted & {smirks for s in skipped for smirks in s.smirks}
+    assert fitted <= {p.smirks for p in lenient_out.bespoke_force_field["ProperTorsions"].parameters}
+
+
+def test_killed_workers_are_replaced_and_their_tasks_run_again(executor):
+    """SIGKILL the fragmenter worker during fragmentation, the QC worker during an optimization,
+    the optimizer worker during the fit: the workflow succeeds and says what ran again."""
+    workflow = DEBUG.optimization_schema_from_smiles("CSc1ccccc1").model_copy(
+        update={"fragmentation": WBOFragmentation(), "optimizer": ForceBalanceSettings(max_iterations=1)}
+    )
+    workflow_id = executor.submit(workflow)
+    killed = []
+    for pool in ("fragmenter", "qc", "optimizer"):
+        address, running = _wait_for_child(executor, pool)
+        os.kill(_worker_pid(executor, address), signal.SIGKILL)
+        killed += running.values()
+    result = executor.wait_until_complete(workflow_id, frequency=0.2)
+    assert result.status == "success", result.error
+    assert all(_gone(pid) for pid in killed)  # the stage processes died with their workers
+    fragmentation, qc_generation, optimization = result.stages
+    for notes in (fragmentation.retries, qc_generation.scans[0].retries, optimization.retries):
+        assert any("run again (1 of 2)" in note for note in notes), result.stages
+
+
+def test_cancel_stops_one_workflows_calculations_and_not_the_others(executor):
+    cancelled = DEBUG.optimization_schema_from_smiles("CC(=O)Nc1ccccc1")
+    kept = DEBUG.optimization_schema_from_smiles("CC(=O)OC")
+    cancelled_id = executor.submit(cancelled)
+    address, _ = _wait_for_child(executor, "qc")
+    worker_pid = _worker_pid(executor, address)
+    kept_id = executor.submit(kept)
+    _, both = _wait_for_child(executor, "qc", count=2)
+    started = time.monotonic()
+    assert executor.cancel(cancelled_id).status == "cancelled"
+    assert time.monotonic() - started < 30
+    kept_out = executor.wait_until_complete(kept_id, frequency=0.2)
+    assert kept_out.status == "success", kept_out.error
+    assert all(not scan.retries for scan in kept_out.stage("qc-generation").scans)  # nothing of it was killed
+    assert _worker_pid(executor, address) == worker_pid  # the worker was not restarted
+    assert all(_gone(pid) for pid in both.values())
+    assert _stray_processes(executor) == []
+
+
+def test_corrupt_and_truncated_entries_are_recomputed(executor, caplog):
+    store = executor.directory / "store"
+    done = DEBUG.optimization_schema_from_smiles("COC=O")  # finished in the first test, if it ran
+    finished = executor.wait_until_complete(executor.submit(done), frequency=0.2)
+    scanned = finished.stage("qc-generation").scans[0].smiles
+    (scan_entry,) = [
+        path for path in (store / "scan").glob("*/*.json")
+        if json.loads(path.read_text())["value"]["task"]["smiles"] == scanned
+    ]
+    qc_entries = list((store / "qc").glob("*/*.json"))
+    scan_entry.write_bytes(b"\x00garbage")
+    for entry in qc_entries:
+        entry.write_bytes(entry.read_bytes()[:100])
+    caplog.set_level(logging.WARNING, logger="bespoke_dask.store")
+    refit = done.model_copy(update={"prior_width": 3.0})  # a new workflow needing the same scan
+    result = executor.wait_until_complete(executor.submit(refit), frequency=0.2)
+    assert result.status == "success", result.error
+    assert "corrupt" in caplog.text
+    rescanned = json.loads(scan_entry.read_text())["value"]
+    assert len(rescanned["grid"]) == 12
+
+    def whole(path):
+        with contextlib.suppress(ValueError):
+            return "value" in json.loads(path.read_text())
+        return False
+
+    assert sum(map(whole, qc_entries)) >= rescanned["n_optimizations"]  # its optimizations ran again
+
+
+def _resources(executor) -> dict[str, tuple[int, int, int]]:
+    """(open files, threads, child processes) of this process and of every worker."""
+    def count(process):
+        return process.num_fds(), process.num_threads(), len(process.children(recursive=True))
+
+    counts = {"client": count(psutil.Process())}
+    for address, pid in executor._client.run(os.getpid).items():
+        counts[address] = count(psutil.Process(pid))
+    return counts
+
+
+def _files_under(directory: Path) -> set[Path]:
+    return set(directory.rglob("*"))
+
+
+def test_fifty_workflows_leak_no_files_threads_or_processes(executor, tmp_path, monkeypatch):
+    """Fits of one molecule with 60 priors, 10 at a time: fragments and scans from the store.
+
+    A warm-up batch opens the connections, pools and stage processes that 10 concurrent
+    workflows need (the scheduler and its coordinator live in this process, and Dask keeps
+    connections for reuse); the 50 after it may not add to them. The workers' temporary files
+    go to the executor's scratch, this process's to a folder of the test's own (the machine's
+    /tmp is shared): neither may gain a file.
+    """
+    molecule = DEBUG.optimization_schema_from_smiles("COC=O")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def batch(widths):
+        ids = [executor.submit(molecule.model_copy(update={"prior_width": w})) for w in widths]
+        for workflow_id in ids:
+            assert executor.wait_until_complete(workflow_id, frequency=0.1).status == "success"
+
+    batch([4.0 + i / 10 for i in range(10)])  # warm up
+    scratch = executor.directory / "scratch"
+    before, files = _resources(executor), _files_under(scratch)
+    for start in range(5):
+        batch([5.0 + start + i / 10 for i in range(10)])
+    after = _resources(executor)
+    for process, (open_files, threads, children) in before.items():
+        grown = after[process]
+        assert grown[0] <= open_files + 3 and grown[1] <= threads + 2 and grown[2] <= children, (
+            process, before, after,
+        )
+    assert _files_under(scratch) - files == set()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_in_a_mixed_batch_the_good_molecules_finish_whatever_the_bad_ones_do(executor):
+    """One batch: unparsable SMILES (refused at submission), nothing to fit, a QC engine that cannot
+    do the molecule, and two good molecules, all on one executor at once."""
+    smiles = ["COC=O", "C1CC(", "c1ccccc1", "[O-]C(=O)c1ccc(cc1)OCC[NH3+]", "CCOC"]
+    workflows, problems = batch_workflows(MMFF, smiles, None)
+    assert len(problems) == 1 and "C1CC(" in problems[0]
+    ids = [executor.submit(workflow) for workflow in workflows]
+    good, nothing, charged, other = (executor.wait_until_complete(i, frequency=0.2) for i in ids)
+    for output in (good, other):
+        assert output.status == "success", output.error
+        assert output.results.parameters
+    assert nothing.status == "success" and nothing.results.message.startswith("nothing to fit")
+    assert not nothing.results.parameters
+    assert charged.status == "errored" and "rdkit cannot do charged molecules" in charged.error

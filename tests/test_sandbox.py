@@ -1,0 +1,108 @@
+"""Stage calls in killable child processes: results, errors, time limits, stop, scratch, orphans."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+import pytest
+
+from bespoke_dask import sandbox
+from bespoke_dask.errors import InputError, StageTimeout
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _sleeper_pids() -> set[int]:
+    """Process ids of `sleep 3600` processes (the grandchildren these tests start)."""
+    return {p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "3600"]}
+
+
+def test_a_call_returns_its_result_and_leaves_no_scratch(tmp_path):
+    result = sandbox.run(os.getcwd, name="cwd", scratch_root=str(tmp_path))
+    assert result.startswith(str(tmp_path))  # the child worked in its own scratch directory
+    made = sandbox.run(tempfile.mkdtemp, name="mkdtemp", scratch_root=str(tmp_path))  # as geomeTRIC does
+    assert made.startswith(str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_comes_back_as_itself():
+    with pytest.raises(InputError, match="bad"):
+        sandbox.run(_raise_input_error, ("bad",), name="error")
+
+
+def _raise_input_error(message):
+    raise InputError(message)
+
+
+def test_a_call_past_its_limit_is_killed_with_the_programs_it_started(tmp_path):
+    before = _sleeper_pids()
+    started = time.monotonic()
+    with pytest.raises(StageTimeout, match="one QC optimization stopped at its time limit of 1 s"):
+        sandbox.run(
+            subprocess.run, (["sleep", "3600"],), name="slow", timeout=1,
+            label="one QC optimization", scratch_root=str(tmp_path),
+        )
+    assert time.monotonic() - started < 10
+    assert all(_gone(pid) for pid in _sleeper_pids() - before)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stop_kills_one_call_and_leaves_another_running():
+    results = {}
+
+    def call(name):
+        try:
+            results[name] = sandbox.run(subprocess.run, (["sleep", "3" if name == "kept" else "3600"],), name=name)
+        except sandbox.StageStopped as error:
+            results[name] = error
+
+    threads = [threading.Thread(target=call, args=(name,)) for name in ("stopped", "kept")]
+    for thread in threads:
+        thread.start()
+    while len(sandbox.running()) < 2:
+        time.sleep(0.05)
+    stopped_pid = sandbox.running()["stopped"]
+    assert sandbox.stop("stopped")
+    for thread in threads:
+        thread.join(30)
+    assert isinstance(results["stopped"], sandbox.StageStopped) and results["stopped"].cancelled
+    assert results["kept"].returncode == 0
+    assert _gone(stopped_pid)
+
+
+def test_a_child_and_its_programs_die_with_their_worker(tmp_path):
+    """A stand-in worker (a plain Python process) is SIGKILLed while its call runs."""
+    before = _sleeper_pids()
+    script = (
+        "import subprocess; from bespoke_dask import sandbox; "
+        "sandbox.run(subprocess.run, (['sleep', '3600'],), name='orphan')"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script], env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
+    deadline = time.monotonic() + 60
+    while not (_sleeper_pids() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sleepers = _sleeper_pids() - before
+    assert sleepers, "the call never started"
+    worker.kill()
+    worker.wait()
+    assert all(_gone(pid) for pid in sleepers)
+
+
+def test_calls_share_a_child_until_one_is_killed():
+    first = sandbox.run(os.getpid, name="first")
+    assert sandbox.run(os.getpid, name="second") == first  # no fork per call
+    with pytest.raises(StageTimeout):
+        sandbox.run(time.sleep, (60,), name="stuck", timeout=0.5)
+    assert _gone(first)
+    assert sandbox.run(os.getpid, name="third") not in (first, os.getpid())
