@@ -41,6 +41,8 @@ RESULTS = BENCH / "results"
 TT2000 = ROOT.parent / "shared" / "data" / "torsiontest2000"
 sys.path.insert(0, str(BENCH))
 
+PARENT_CONFORMERS = 2  # the out-of-sample scans start from 2 conformers, the fit's from 1
+
 # (name, class, SMILES): every target bond is scored
 MOLECULES = [
     ("paracetamol", "anilide", "CC(=O)Nc1ccc(O)cc1"),
@@ -65,14 +67,16 @@ def main(argv=None) -> None:
     parser.add_argument("--directory", type=Path, help="executor directory (its store is reused)")
     parser.add_argument("--optimizer-workers", type=int, default=2)
     parser.add_argument("--qc-workers", type=int, default=2)
+    parser.add_argument("--prior-width", type=float, help="kcal/mol (default: the workflow's); results get a suffix")
     args = parser.parse_args(argv)
     args.directory = args.directory or RESULTS / f"executor-{args.part}"
     start = time.perf_counter()
     rows = dft(args) if args.part == "dft" else molecules(args)
     report = {"part": args.part, "commit": _commit(), "run_seconds": time.perf_counter() - start,
-              "summary": summarise(rows), "scans": rows}
+              "prior_width": args.prior_width, "summary": summarise(rows), "scans": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"accuracy-{args.part}.json").write_text(json.dumps(report, indent=1))
+    suffix = f"-prior-{args.prior_width:g}" if args.prior_width else ""
+    (RESULTS / f"accuracy-{args.part}{suffix}.json").write_text(json.dumps(report, indent=1))
     print_summary(report)
 
 
@@ -89,7 +93,8 @@ def dft(args) -> list[dict]:
 
     files = sorted(TT2000.glob("testcase-*.json"))[: args.limit]
     factory = BespokeWorkflowFactory(
-        fragmentation=NoFragmentation(), qc_spec=QCSpec(**QC_SPEC), optimizer=LeastSquaresSettings(), cache_only=True
+        fragmentation=NoFragmentation(), qc_spec=QCSpec(**QC_SPEC), optimizer=LeastSquaresSettings(), cache_only=True,
+        **_prior(args),
     )
     plain = args.directory / "plain-scans.json"
     args.directory.mkdir(parents=True, exist_ok=True)
@@ -127,9 +132,9 @@ def molecules(args) -> list[dict]:
 
     xtb = QCSpec(program="xtb", method="gfn2xtb", basis=None)
     fit = BespokeWorkflowFactory(fragmentation=WBOFragmentation(), qc_spec=xtb, optimizer=LeastSquaresSettings(),
-                                 torsiondrive=TorsionDriveSettings(grid_spacing=15, n_conformers=1))
+                                 torsiondrive=TorsionDriveSettings(grid_spacing=15, n_conformers=1), **_prior(args))
     parent = fit.model_copy(update={"fragmentation": NoFragmentation(),
-                                    "torsiondrive": TorsionDriveSettings(grid_spacing=15, n_conformers=2)})
+                                    "torsiondrive": TorsionDriveSettings(grid_spacing=15, n_conformers=PARENT_CONFORMERS)})
     chosen = MOLECULES[: args.limit]
     with BespokeDaskExecutor(n_fragmenter_workers=1, n_qc_compute_workers=args.qc_workers,
                              n_optimizer_workers=args.optimizer_workers, directory=args.directory) as executor:
@@ -147,20 +152,24 @@ def molecules(args) -> list[dict]:
             rows.append({"name": name, "class": f"{kind} (out of sample)", "error": fitted.error or whole.error})
             continue
         # the parent's own scans, scored with plain Sage and with the force field fitted on fragments
-        targets = [FitTarget(smirks=[], scan=stored[(m.mapped_smiles, tuple(m.dihedral))]) for m in whole.results.metrics]
+        targets = [FitTarget(smirks=[], scan=stored[(m.mapped_smiles, tuple(m.dihedral), PARENT_CONFORMERS)])
+                   for m in whole.results.metrics]
         metrics, _ = torsion_metrics({"base": fit.initial_force_field, "final": fitted.results.force_field}, targets)
         rows.append(_out_of_sample_row(name, kind, fitted, metrics))
     return rows
 
 
 def _stored_scans(directory: Path) -> dict:
-    """{(mapped SMILES, dihedral): scan} of every finished scan in an executor's store."""
+    """{(mapped SMILES, dihedral, conformers): scan} of every finished scan in an executor's store.
+
+    The conformer count tells a parent's own scan from the fit's scan of a fragment that is the
+    whole molecule (same SMILES and dihedral)."""
     from bespoke_dask.schema import TorsionScanResult
     from bespoke_dask.store import Store
 
     store = Store(directory / "store")
     scans = (store.get("scan", key, TorsionScanResult) for key in store.keys("scan"))
-    return {(scan.mapped_smiles, tuple(scan.dihedral)): scan for scan in scans if scan is not None}
+    return {(scan.mapped_smiles, tuple(scan.dihedral), scan.task.n_conformers): scan for scan in scans if scan is not None}
 
 
 def _out_of_sample_row(name, kind, fitted, metrics) -> dict:
@@ -171,6 +180,10 @@ def _out_of_sample_row(name, kind, fitted, metrics) -> dict:
 
 
 # ---------------------------------------------------------------- common
+
+
+def _prior(args) -> dict:
+    return {"prior_width": args.prior_width} if args.prior_width else {}
 
 
 def wait_all(executor, ids: dict) -> dict:
