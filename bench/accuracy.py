@@ -10,9 +10,11 @@ Two parts (each prints its tables and writes bench/results/accuracy-<part>.json)
 
 `molecules`: drug-like molecules fitted as a user would (default workflow with GFN2-xTB: WBO
     fragments, 15 degree scans), scored in sample on the fragment scans the fit used and OUT OF
-    SAMPLE on whole-parent scans of every target bond that the benchmark computes itself and the
-    fit never sees (no fragmentation, 2 starting conformers, so even a fragment that is the whole
-    molecule is scanned anew).
+    SAMPLE on QC points the fit never sees: the benchmark scans every target bond of the whole
+    parent (no fragmentation; 2 starting conformers, which for these molecules yield the same
+    scan as 1) and then optimizes the parent at the 24 angles halfway between its grid points
+    (7.5, 22.5, ... degrees; bench/midpoints.py). Where the fragment is the whole molecule, the
+    parent's grid points are the fit's own data; the midpoints never are.
 
 "Sage" is always plain openff_unconstrained-2.2.0 (FitResult.base / the metrics' base profile),
 never Sage with the bespoke SMIRKS at their starting values. Errors: per scan, RMSE (kcal/mol) of
@@ -41,7 +43,7 @@ RESULTS = BENCH / "results"
 TT2000 = ROOT.parent / "shared" / "data" / "torsiontest2000"
 sys.path.insert(0, str(BENCH))
 
-PARENT_CONFORMERS = 2  # the out-of-sample scans start from 2 conformers, the fit's from 1
+PARENT_CONFORMERS = 2  # the parent scans start from 2 conformers (RDKit prunes these to 1), the fit's from 1
 
 # (name, class, SMILES): every target bond is scored
 MOLECULES = [
@@ -129,6 +131,8 @@ def molecules(args) -> list[dict]:
         WBOFragmentation,
     )
     from bespoke_dask.stages.optimize.metrics import torsion_metrics
+    from bespoke_dask.store import Store
+    from midpoints import midpoint_scans
 
     xtb = QCSpec(program="xtb", method="gfn2xtb", basis=None)
     fit = BespokeWorkflowFactory(fragmentation=WBOFragmentation(), qc_spec=xtb, optimizer=LeastSquaresSettings(),
@@ -144,19 +148,28 @@ def molecules(args) -> list[dict]:
             ids[(name, "parent")] = executor.submit(parent.optimization_schema_from_smiles(smiles))
         outputs = wait_all(executor, ids)
     stored = _stored_scans(args.directory)
+    parent_scans = {name: [stored[(m.mapped_smiles, tuple(m.dihedral), PARENT_CONFORMERS)]
+                           for m in outputs[(name, "parent")].results.metrics]
+                    for name, _, _ in chosen if _has_metrics(outputs[(name, "parent")])}
+    every_scan = [scan for scans in parent_scans.values() for scan in scans]
+    midpoints = dict(zip(map(id, every_scan), midpoint_scans(every_scan, fit.optimization, Store(args.directory / "store"), args.qc_workers)))
     rows = []
     for name, kind, _ in chosen:
-        fitted, whole = outputs[(name, "fit")], outputs[(name, "parent")]
+        fitted = outputs[(name, "fit")]
         rows.append(scan_row(name, f"{kind} (in sample)", fitted))
-        if fitted.results is None or whole.results is None or not whole.results.metrics:
-            rows.append({"name": name, "class": f"{kind} (out of sample)", "error": fitted.error or whole.error})
+        if not _has_metrics(fitted) or name not in parent_scans:
+            rows.append({"name": name, "class": f"{kind} (out of sample)",
+                         "error": fitted.error or outputs[(name, "parent")].error})
             continue
-        # the parent's own scans, scored with plain Sage and with the force field fitted on fragments
-        targets = [FitTarget(smirks=[], scan=stored[(m.mapped_smiles, tuple(m.dihedral), PARENT_CONFORMERS)])
-                   for m in whole.results.metrics]
+        # the parent's midpoint profiles, scored with plain Sage and the force field fitted on fragments
+        targets = [FitTarget(smirks=[], scan=midpoints[id(scan)]) for scan in parent_scans[name]]
         metrics, _ = torsion_metrics({"base": fit.initial_force_field, "final": fitted.results.force_field}, targets)
         rows.append(_out_of_sample_row(name, kind, fitted, metrics))
     return rows
+
+
+def _has_metrics(output) -> bool:
+    return output.results is not None and bool(output.results.metrics)
 
 
 def _stored_scans(directory: Path) -> dict:
