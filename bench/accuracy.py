@@ -23,7 +23,8 @@ within 10 kcal/mol of it (`FitResult.protocol`). Per class and overall: median, 
 max error, and fit time per molecule.
 
     PATH=$PWD/.venv/bin:$PATH python bench/accuracy.py dft [--limit N]
-    PATH=$PWD/.venv/bin:$PATH python bench/accuracy.py molecules
+    PATH=$PWD/.venv/bin:$PATH python bench/accuracy.py molecules [--prior-width W]
+    PATH=$PWD/.venv/bin:$PATH python bench/accuracy.py summary bench/results/accuracy-molecules.json
 """
 
 import argparse
@@ -64,13 +65,18 @@ MOLECULES = [
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["dft", "molecules"])
+    parser.add_argument("part", choices=["dft", "molecules", "summary"])
+    parser.add_argument("results", nargs="?", type=Path, help="summary: re-print this results JSON")
     parser.add_argument("--limit", type=int, help="only the first N scans or molecules")
     parser.add_argument("--directory", type=Path, help="executor directory (its store is reused)")
     parser.add_argument("--optimizer-workers", type=int, default=2)
     parser.add_argument("--qc-workers", type=int, default=2)
     parser.add_argument("--prior-width", type=float, help="kcal/mol (default: the workflow's); results get a suffix")
     args = parser.parse_args(argv)
+    if args.part == "summary":
+        report = json.loads(args.results.read_text())
+        print_summary(report | {"summary": summarise(report["scans"])})
+        return
     args.directory = args.directory or RESULTS / f"executor-{args.part}"
     start = time.perf_counter()
     rows = dft(args) if args.part == "dft" else molecules(args)
@@ -236,7 +242,8 @@ def summarise(rows: list[dict]) -> dict:
     for row in rows:
         for scan in row.get("scans", []):
             classes.setdefault(row["class"], []).append(scan)
-            classes.setdefault("all", []).append(scan)
+            sample = row["class"][row["class"].rfind("("):] if row["class"].endswith("sample)") else ""
+            classes.setdefault(f"all {sample}".strip(), []).append(scan)
     summary = {}
     for kind, scans in classes.items():
         base, final = [s["base"] for s in scans], [s["final"] for s in scans]
@@ -256,13 +263,19 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def print_summary(report: dict) -> None:
-    print(f"\n{report['part']} benchmark at commit {report['commit']} ({report['run_seconds']:.0f} s)")
-    print(f"{'class':38} {'n':>3} {'Sage med':>9} {'bespoke med':>11} {'red %':>6} {'Sage max':>9} {'bsp max':>8} {'worse':>5}")
-    for kind, s in report["summary"].items():
-        if not isinstance(s, dict) or "n_scans" not in s:
-            continue
-        print(f"{kind:38} {s['n_scans']:3d} {s['sage_median']:9.3f} {s['bespoke_median']:11.3f} "
-              f"{s['median_reduction_pct']:6.1f} {s['sage_max']:9.3f} {s['bespoke_max']:8.3f} {s['n_worse_than_sage']:5d}")
+    """One line per class (the overall rows last): RMSE median, mean and max, and max error, kcal/mol."""
+    print(f"\n{report['part']} benchmark at commit {report['commit']} ({report['run_seconds']:.0f} s)"
+          + (f", prior width {report['prior_width']:g}" if report.get("prior_width") else ""))
+    print(f"{'class':34} {'n':>3} | {'median RMSE':>14} {'red %':>5} | {'mean RMSE':>11} | {'max RMSE':>11} | "
+          f"{'max error':>11} | worse")
+    print(f"{'':34} {'':>3} | {'Sage':>6} {'bsp':>7} {'':>5} | {'Sage':>5} {'bsp':>5} | {'Sage':>5} {'bsp':>5} | "
+          f"{'Sage':>5} {'bsp':>5} |")
+    classes = [(k, s) for k, s in report["summary"].items() if isinstance(s, dict) and "n_scans" in s]
+    for kind, s in sorted(classes, key=lambda item: item[0].startswith("all")):
+        print(f"{kind:34} {s['n_scans']:3d} | {s['sage_median']:6.3f} {s['bespoke_median']:7.3f} "
+              f"{s['median_reduction_pct']:5.1f} | {s['sage_mean']:5.2f} {s['bespoke_mean']:5.2f} | "
+              f"{s['sage_max']:5.2f} {s['bespoke_max']:5.2f} | {s['sage_max_error']:5.2f} "
+              f"{s['bespoke_max_error']:5.2f} | {s['n_worse_than_sage']:5d}")
     print("fit time per molecule (s):", report["summary"]["fit_seconds_per_molecule"])
     for failure in report["summary"]["failed"]:
         print("failed:", failure)
