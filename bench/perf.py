@@ -1,0 +1,286 @@
+"""Speed of bespoke_dask against its limits, each figure a ratio measured in one run.
+
+Subcommands (issue 11): `scan` (Dask wavefronts vs qcengine's serial torsiondrive procedure),
+`dedup` (unique work computed once, a finished batch resubmitted, a second QC level), `cores`
+(CPU time per wall second of the QC workers), `latency` (one molecule, stage by stage), `batch`
+(makespan vs max(longest chain, task time / cores), idle per pool) and `scale` (N cheap
+workflows on one executor). Counts and times come from Dask's task stream (bench/taskstream.py);
+only the dependency shape is rebuilt from the store (bench/structure.py). Each part prints its
+figures and writes them, with the git commit, to bench/results/perf-<part>.json.
+
+Run from the repository root on a quiet machine, e.g.
+    .venv/bin/python bench/perf.py scan
+    .venv/bin/python bench/perf.py batch --limit 2 --workflow debug   # a quick check
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench modules, when run as a script
+
+import structure  # noqa: E402
+import taskstream  # noqa: E402
+import workload  # noqa: E402
+
+from bespoke_dask import BespokeDaskExecutor, BespokeWorkerConfig  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CORES = os.cpu_count() or 1
+
+
+# -- shared --------------------------------------------------------------------------
+@contextlib.contextmanager
+def executor_on(directory, fragmenters=1, qc=2, qc_cores=1, optimizers=1):
+    """A started local executor on `directory` whose task stream is being recorded."""
+    with BespokeDaskExecutor(
+        n_fragmenter_workers=fragmenters,
+        n_qc_compute_workers=qc,
+        n_optimizer_workers=optimizers,
+        qc_compute_worker_config=BespokeWorkerConfig(n_cores=qc_cores),
+        directory=directory,
+    ) as executor:
+        executor.list()  # the coordinator is up
+        taskstream.record(executor.client)
+        yield executor
+
+
+def run_batch(executor, workflows) -> tuple[float, list]:
+    """Submit every workflow at once; (submit time, outputs). Every output must be a success."""
+    start = time.time()
+    ids = [executor.submit(workflow) for workflow in workflows]
+    outputs = [executor.wait_until_complete(workflow_id) for workflow_id in ids]
+    failed = [f"{o.smiles}: {o.error}" for o in outputs if o.status != "success"]
+    if failed:
+        raise SystemExit("workflows failed:\n" + "\n".join(failed))
+    return start, outputs
+
+
+def finished_at(output) -> float:
+    return output.stage("optimization").ended_at
+
+
+def schedule(directory, workflows, runs, start: float, end: float, pool_slots) -> dict:
+    """Makespan, its lower bound and the idle share of each pool for one batch."""
+    known = taskstream.by_key(runs)
+    chains = [chain for w in workflows for chain in structure.workflow_keys(directory, w).chains()]
+    longest = max(taskstream.chain_time(chain, known) for chain in chains)
+    makespan = end - start
+    bound = taskstream.lower_bound(runs, longest, CORES)
+    return {
+        "makespan_s": makespan,
+        "longest_chain_s": longest,
+        "task_time_s": sum(task.duration for task in runs),
+        "cores": CORES,
+        "lower_bound_s": bound,
+        "makespan_over_bound": makespan / bound,
+        "task_time_per_pool_s": {str(pool): t for pool, t in taskstream.busy(runs).items()},
+        "idle_fraction": taskstream.idle_fractions(runs, pool_slots, makespan),
+        "tasks": len(runs),
+    }
+
+
+def save(part: str, figures: dict) -> None:
+    """Write the figures with the commit, machine and command to bench/results/perf-<part>.json."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+    record = {
+        "part": part,
+        "commit": commit + ("-dirty" if dirty.strip() else ""),
+        "command": " ".join(sys.argv),
+        "machine": {"cores": CORES, "load_average": os.getloadavg()},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **figures,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"perf-{part}.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"-> {RESULTS / f'perf-{part}.json'}")
+
+
+def show(figures: dict, indent: str = "") -> None:
+    for name, value in figures.items():
+        if isinstance(value, dict):
+            print(f"{indent}{name}:")
+            show(value, indent + "  ")
+        elif isinstance(value, float):
+            print(f"{indent}{name:28} {value:10.3f}")
+        else:
+            print(f"{indent}{name:28} {value}")
+
+
+# -- parts -----------------------------------------------------------------------------
+def scan(args) -> dict:
+    """One scan: Dask wavefronts on W QC workers vs qcengine's serial torsiondrive procedure."""
+    workflow = workload.scan_workflow(args.smiles, args.torsion, args.grid_spacing, args.conformers, args.qc_spec)
+    with tempfile.TemporaryDirectory() as directory:
+        with executor_on(directory, qc=args.qc_workers) as executor:
+            workload.warm(executor.client)
+            since = time.time()
+            run_batch(executor, [workflow])
+            runs = taskstream.tasks(executor.client, since)
+        keys = structure.workflow_keys(directory, workflow)
+        (scan_key, steps), *others = keys.scans.items()
+        known = taskstream.by_key(runs)
+        wavefronts = [known[key] for step in steps[1:] for key in step]
+        dask_time = max(t.stop for t in wavefronts) - known[steps[0][0]].stop  # after the conformers
+        widths = structure.wavefront_widths(steps)
+        serial = workload.serial_torsiondrive(directory, scan_key)
+    mean_width = sum(widths) / len(widths)
+    speedup = serial["time_s"] / dask_time
+    return {
+        "smiles": args.smiles,
+        "qc_spec": " ".join(args.qc_spec),
+        "scans_in_workflow": 1 + len(others),
+        "qc_workers": args.qc_workers,
+        "optimizations": sum(widths),
+        "wavefronts": len(widths),
+        "mean_wavefront_width": mean_width,
+        "serial_reference": serial["reference"],
+        "serial_s": serial["time_s"],
+        "serial_optimizations": serial["optimizations"],
+        "max_energy_difference_kcal_mol": serial["max_energy_difference_kcal_mol"],
+        "dask_s": dask_time,
+        "dask_qc_task_time_s": sum(t.duration for t in wavefronts if t.stage == "qc"),
+        "dask_handoff_total_s": sum(taskstream.gaps(steps, known)),
+        "speedup": speedup,
+        "speedup_over_bound": speedup / min(args.qc_workers, mean_width),
+    }
+
+
+def dedup(args) -> dict:
+    """Shared fragments scanned once; a finished batch resubmitted; a second QC level."""
+    workflows = workload.workflows(args.smiles, args.workflow, args.qc_spec)
+    second = workload.workflows(args.smiles[:1], args.workflow, args.second_qc_spec)
+    with tempfile.TemporaryDirectory() as directory:
+        with executor_on(directory) as executor:
+            since = time.time()
+            run_batch(executor, workflows)
+            first = taskstream.tasks(executor.client, since)
+            asked = [structure.workflow_keys(directory, w) for w in workflows]
+            since = time.time()
+            again_start, _ = run_batch(executor, workflows)
+            again_time = time.time() - again_start
+            again = taskstream.tasks(executor.client, since)
+            since = time.time()
+            run_batch(executor, second)
+            level = taskstream.tasks(executor.client, since)
+    unique_qc = {k for w in asked for steps in w.scans.values() for step in steps[1::2] for k in step}
+    return {
+        "molecules": len(workflows),
+        "scans_asked_for": sum(len(w.scans) for w in asked),
+        "unique_scans": len({key for w in asked for key in w.scans}),
+        "scan_start_tasks_run": taskstream.count(first, "scan-start"),
+        "unique_optimizations": len(unique_qc),
+        "qc_tasks_run": taskstream.count(first, "qc"),
+        "keys_run_twice": len(taskstream.repeated(first)),
+        "resubmitted_batch_s": again_time,
+        "resubmitted_batch_tasks_run": len(again),
+        "second_qc_level": " ".join(args.second_qc_spec),
+        "second_level_fragment_tasks_run": taskstream.count(level, "fragment"),
+        "second_level_targets_tasks_run": taskstream.count(level, "targets"),
+    }
+
+
+def cores(args) -> dict:
+    """CPU time per wall second of the QC workers while they run QC, for each worker shape."""
+    shapes = {"2 workers x 1 core": (2, 1), "1 worker x 2 cores": (1, 2)}
+    specs = [args.qc_spec] + ([["psi4", "hf", "sto-3g"]] if args.psi4 else [])
+    figures = {}
+    for spec in specs:
+        workflow = workload.scan_workflow(args.smiles, args.torsion, args.grid_spacing, args.conformers, spec)
+        for name, (workers, n_cores) in shapes.items():
+            with tempfile.TemporaryDirectory() as directory:
+                with executor_on(directory, qc=workers, qc_cores=n_cores) as executor:
+                    with workload.CPUSampler(workload.qc_worker_pids(executor.client)) as sampler:
+                        since = time.time()
+                        run_batch(executor, [workflow])
+                    qc_runs = [t for t in taskstream.tasks(executor.client, since) if t.stage == "qc"]
+                start, stop = min(t.start for t in qc_runs), max(t.stop for t in qc_runs)
+                busy = sum(t.duration for t in qc_runs) / (stop - start)
+                figures[f"{' '.join(spec)}, {name}"] = {
+                    "cpu_per_wall_s": sampler.rate(start, stop),
+                    "qc_tasks_at_once": busy,  # mean over the QC window
+                    "cores_offered": workers * n_cores,
+                }
+    return figures
+
+
+def latency(args) -> dict:
+    """One molecule from submit to result, split into start-up, stages and hand-offs."""
+    (workflow,) = workload.workflows([args.smiles], args.workflow, args.qc_spec)
+    with tempfile.TemporaryDirectory() as directory:
+        launched = time.time()
+        with executor_on(directory) as executor:
+            start = time.time()
+            _, (output,) = run_batch(executor, [workflow])
+            end = time.time()
+            runs = taskstream.tasks(executor.client, start)
+        keys = structure.workflow_keys(directory, workflow)
+    known = taskstream.by_key(runs)
+    chain = max(keys.chains(), key=lambda c: taskstream.chain_time(c, known))
+    scan_runs = [t for t in runs if t.stage in ("scan-start", "qc", "scan-advance")]
+    handoffs = taskstream.gaps(chain, known)
+    first, fit = known[keys.fragmentation[0][0]], known[keys.fit]
+    return {
+        "smiles": args.smiles,
+        "workflow": args.workflow,
+        "startup_s": start - launched,
+        "submit_to_result_s": end - start,
+        "fragmentation_s": sum(known[k].duration for step in keys.fragmentation for k in step),
+        "qc_span_s": max(t.stop for t in scan_runs) - min(t.start for t in scan_runs),
+        "fit_s": fit.duration,
+        "submit_to_first_task_s": first.start - start,
+        "fit_to_result_s": end - fit.stop,  # the final drawing, the status push, the client's wake-up
+        "handoffs_on_critical_chain": len(handoffs),
+        "handoff_total_s": sum(handoffs),
+        "handoff_median_s": sorted(handoffs)[len(handoffs) // 2] if handoffs else None,
+        "handoff_max_s": max(handoffs, default=None),
+        "scans": len(keys.scans),
+        "tasks": len(runs),
+    }
+
+
+def batch(args) -> dict:
+    """A batch on 1 fragmenter, 2 QC x 1 core, 1 optimizer; then its first 4 molecules alone."""
+    smiles = args.smiles[: args.limit] if args.limit else args.smiles
+    figures = {}
+    for label, group in {f"{len(smiles)} molecules": smiles, "first 4": smiles[:4]}.items():
+        if label == "first 4" and len(smiles) <= 4:
+            continue
+        workflows = workload.workflows(group, args.workflow, args.qc_spec)
+        with tempfile.TemporaryDirectory() as directory:
+            with executor_on(directory) as executor:
+                pool_slots = taskstream.slots(executor.client)
+                start, outputs = run_batch(executor, workflows)
+                runs = taskstream.tasks(executor.client, start)
+            figures[label] = schedule(directory, workflows, runs, start, max(map(finished_at, outputs)), pool_slots)
+            figures[label]["first_result_s"] = min(map(finished_at, outputs)) - start
+    return figures
+
+
+def scale(args) -> dict:
+    """N cheap workflows on one launched executor: acceptance, memory, overhead, responsiveness."""
+    import scale as scaling  # the executor as a subprocess, sampled while it works
+
+    return scaling.measure(args)
+
+
+PARTS = {"scan": scan, "dedup": dedup, "cores": cores, "latency": latency, "batch": batch, "scale": scale}
+
+
+def main() -> None:
+    parser = workload.parser(__doc__, PARTS)
+    args = parser.parse_args()
+    figures = PARTS[args.part](args)
+    show(figures)
+    save(args.part, figures)
+
+
+if __name__ == "__main__":
+    main()

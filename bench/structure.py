@@ -1,0 +1,97 @@
+"""The task keys of a finished workflow, in dependency order, rebuilt from its executor's store.
+
+Dask sees each task on its own (the coordinator passes results between them), so the
+dependencies are rebuilt here: the same keys the coordinator made (bespoke_dask.graph.task_key),
+from the same inputs, read back from the store; each torsiondrive is replayed through
+`td_api` locally (milliseconds) to find its wavefronts. Only the shape comes from files: what
+ran, and when, comes from the task stream (bench/taskstream.py).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bespoke_dask import graph
+from bespoke_dask.coordinator import SCANS
+from bespoke_dask.schema import (
+    BespokeWorkflow,
+    FitTarget,
+    FragmentationResult,
+    OptimizationResult,
+    ScanStep,
+    TorsionScanResult,
+    TorsionTarget,
+)
+from bespoke_dask.store import Store
+
+Steps = list[list[str]]  # a chain: each step a group of keys that run at once
+
+
+@dataclass
+class WorkflowKeys:
+    """One workflow's task keys: fragmentation steps, one chain per unique scan, the fit."""
+
+    fragmentation: Steps
+    scans: dict[str, Steps]  # by scan task hash
+    fit: str
+
+    def chains(self) -> list[Steps]:
+        """Every dependent chain from fragmentation to fit (one through each scan)."""
+        return [self.fragmentation + scan + [[self.fit]] for scan in self.scans.values()] or [
+            self.fragmentation + [[self.fit]]
+        ]
+
+    def keys(self) -> set[str]:
+        return {key for chain in self.chains() for step in chain for key in step}
+
+
+def workflow_keys(directory: str | Path, workflow: BespokeWorkflow) -> WorkflowKeys:
+    """The keys of `workflow` (finished on the executor of `directory`)."""
+    store = Store(Path(directory) / "store")
+    workflow = workflow.model_copy(update={"id": None})
+    molecule = workflow.without_fit_settings()
+    fragment_key = graph.task_key(graph.FRAGMENT, molecule)
+    fragmentation = _get(store, fragment_key, FragmentationResult)
+    targets_key = graph.task_key(graph.TARGETS, molecule, fragmentation)
+    targets = _get(store, targets_key, list[TorsionTarget])
+    tasks = {target.scan.content_hash(): target.scan for target in targets}
+    parameters = list({p.smirks: p for t in targets for p in t.parameters}.values())
+    fit_targets = [
+        FitTarget(
+            smirks=[parameter.smirks for parameter in target.parameters],
+            scan=store.get(SCANS, target.scan.content_hash(), TorsionScanResult),
+        )
+        for target in targets
+    ]
+    return WorkflowKeys(
+        fragmentation=[[fragment_key], [targets_key]],
+        scans={key: scan_steps(store, task) for key, task in tasks.items()},
+        fit=graph.task_key(graph.OPTIMIZE, workflow, parameters, fit_targets),
+    )
+
+
+def scan_steps(store: Store, task) -> Steps:
+    """scan-start, then each wavefront's qc keys and the scan-advance that follows them."""
+    from bespoke_dask.stages import torsiondrive  # chemistry: only this replay needs it
+
+    start_key = graph.task_key(graph.SCAN_START, task)
+    step = _get(store, start_key, ScanStep)
+    steps = [[start_key]]
+    while step.result is None:
+        qc_keys = [graph.task_key(graph.QC, job) for job in step.jobs]
+        results = [_get(store, key, OptimizationResult) for key in qc_keys]
+        steps += [qc_keys, [graph.task_key(graph.SCAN_ADVANCE, step.state, results)]]
+        step = torsiondrive.advance(step.state, results)
+    return steps
+
+
+def wavefront_widths(steps: Steps) -> list[int]:
+    """Optimizations per wavefront of one scan's steps."""
+    return [len(step) for step in steps if step and step[0].startswith(graph.QC.name + "-")]
+
+
+def _get(store: Store, key: str, value_type):
+    stage = key.rsplit("-", 1)[0]
+    value = store.get(stage, key, value_type)
+    if value is None:
+        raise LookupError(f"{key} is not in the store {store.root}: did the workflow finish?")
+    return value

@@ -1,0 +1,202 @@
+"""What the speed benchmarks run: molecules, workflows, the serial reference scan and CPU sampling."""
+
+import argparse
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from bespoke_dask import BespokeWorkflowFactory
+from bespoke_dask.coordinator import SCANS
+from bespoke_dask.schema import NoFragmentation, QCSpec, ScanStep, TorsionDriveSettings, TorsionScanResult
+from bespoke_dask.store import Store
+
+HARTREE_IN_KCAL_MOL = 627.509474
+# issue 11's batch: BespokeFit's 4 (paracetamol, 2-phenylethanol, N-methylbenzamide, anisole), then 4 more drugs.
+BATCH = [
+    "CC(=O)Nc1ccc(O)cc1",
+    "OCCc1ccccc1",
+    "CNC(=O)c1ccccc1",
+    "COc1ccccc1",
+    "CC(=O)Oc1ccccc1C(=O)O",  # aspirin
+    "CCOc1ccc(NC(C)=O)cc1",  # phenacetin
+    "CCOC(=O)c1ccc(N)cc1",  # benzocaine
+    "NC(=O)c1ccccc1O",  # salicylamide
+]
+# Anilides: the amide and the aryl-N bond give the same fragments in each.
+SHARED_FRAGMENTS = ["CC(=O)Nc1ccccc1", "CC(=O)Nc1ccc(O)cc1", "CC(=O)Nc1ccc(Cl)cc1"]
+AMIDE = "[#6]~[#6X3:1](=[#8])-[#7X3:2]~[#6]"
+
+
+def workflows(smiles: list[str], name: str, qc_spec: list[str]):
+    """One workflow per molecule: the named settings with `qc_spec` (program method basis)."""
+    factory = BespokeWorkflowFactory.from_name(name).model_copy(update={"qc_spec": spec(qc_spec)})
+    return [factory.optimization_schema_from_smiles(s) for s in smiles]
+
+
+def scan_workflow(smiles: str, torsion: str, grid_spacing: int, conformers: int, qc_spec: list[str]):
+    """A workflow scanning the bonds `torsion` matches in the whole molecule (no fragmentation)."""
+    factory = BespokeWorkflowFactory.from_name("debug").model_copy(
+        update={
+            "fragmentation": NoFragmentation(),
+            "target_torsion_smirks": [torsion],
+            "qc_spec": spec(qc_spec),
+            "torsiondrive": TorsionDriveSettings(grid_spacing=grid_spacing, n_conformers=conformers),
+        }
+    )
+    return factory.optimization_schema_from_smiles(smiles)
+
+
+def spec(words: list[str]) -> QCSpec:
+    program, method, basis = words
+    return QCSpec(program=program, method=method, basis=None if basis.lower() == "none" else basis)
+
+
+def warm(client) -> None:
+    """Import the QC stack in every worker, as the benchmark's own process has."""
+    client.run(_import_qc)
+
+
+def _import_qc() -> None:
+    from bespoke_dask.stages import qc
+
+    qc.register_engines()
+
+
+def serial_torsiondrive(directory: str | Path, scan_key: str) -> dict:
+    """The scan the executor ran, again through qcengine's TorsionDrive procedure, serially here.
+
+    Same start geometries (the executor's scan-start), dihedral, grid, geomeTRIC settings and
+    engine. qcengine 0.34's procedure adds every job's constraint to one shared keyword dict
+    (so later optimizations carry all earlier constraints); each job gets a copy of the input
+    here, which is the only change.
+    """
+    import qcengine
+    from qcelemental.models.procedures import TorsionDriveInput
+    from qcengine.procedures.torsiondrive import TorsionDriveProcedure
+
+    from bespoke_dask import graph
+    from bespoke_dask.stages import qc
+
+    class PerJobConstraints(TorsionDriveProcedure):
+        @staticmethod
+        def _spawn_optimization(grid_point, job, input_model, config):
+            return TorsionDriveProcedure._spawn_optimization(grid_point, job, input_model.copy(deep=True), config)
+
+    store = Store(Path(directory) / "store")
+    scan = store.get(SCANS, scan_key, TorsionScanResult)
+    task = scan.task
+    state = store.get("scan-start", graph.task_key(graph.SCAN_START, task), ScanStep).state
+    qc.register_engines()
+    molecules = [qc.qcschema_molecule(state.mapped_smiles, list(g)) for g in state.td_state["init_coords"]]
+    procedure_input = TorsionDriveInput(
+        keywords={"dihedrals": [list(state.dihedral)], "grid_spacing": [task.grid_spacing]},
+        input_specification={"driver": "gradient", "model": {"method": task.qc_spec.method, "basis": task.qc_spec.basis}},
+        initial_molecule=molecules,
+        optimization_spec={"procedure": "geometric", "keywords": task.optimization.model_dump() | {"program": task.qc_spec.program}},
+    )
+    procedure = PerJobConstraints()
+    start = time.perf_counter()
+    result = procedure.compute(procedure.build_input_model(procedure_input), qcengine.config.get_config(task_config={"ncores": 1}))
+    elapsed = time.perf_counter() - start
+    if not result.success:
+        raise SystemExit(f"qcengine torsiondrive failed: {result.error.error_message[:300]}")
+    ours = {round(point.angle): point.energy for point in scan.grid}
+    theirs = {int(grid.split()[0]): energy for grid, energy in result.final_energies.items()}
+    return {
+        "reference": "qcengine TorsionDrive procedure, serial (a copy of the input per job)",
+        "time_s": elapsed,
+        "optimizations": sum(len(runs) for runs in result.optimization_history.values()),
+        "max_energy_difference_kcal_mol": HARTREE_IN_KCAL_MOL * max(abs(ours[a] - theirs[a]) for a in ours),
+    }
+
+
+def qc_worker_pids(client) -> list[int]:
+    """Process ids of the workers offering the `qc` resource."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    qc_workers = [address for address, info in workers.items() if "qc" in info.get("resources", {})]
+    return list(client.run(_pid, workers=qc_workers).values())
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+class CPUSampler:
+    """Samples the CPU time (s) of some processes and all their descendants every `interval` s."""
+
+    def __init__(self, pids: list[int], interval: float = 0.2):
+        self.processes = [psutil.Process(pid) for pid in pids]
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []  # (unix time, CPU seconds)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> "CPUSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def rate(self, start: float, stop: float) -> float:
+        """CPU seconds per wall second between the first and last sample within [start, stop]."""
+        inside = [sample for sample in self.samples if start <= sample[0] <= stop]
+        if len(inside) < 2:
+            raise ValueError("the window is shorter than two samples")
+        (t0, c0), (t1, c1) = inside[0], inside[-1]
+        return (c1 - c0) / (t1 - t0)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.samples.append((time.time(), sum(map(_cpu, self.processes))))
+
+
+def _cpu(process: psutil.Process) -> float:
+    """CPU time of a process, its finished children and its live descendants."""
+    try:
+        times = process.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in process.children(recursive=True):
+            with_child = child.cpu_times()
+            total += with_child.user + with_child.system
+        return total
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def parser(description: str, parts) -> argparse.ArgumentParser:
+    """Each part's options, with defaults that make a full-size measurement."""
+    main = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = main.add_subparsers(dest="part", required=True)
+    xtb = ["xtb", "gfn2xtb", "none"]
+    for name in parts:
+        command = commands.add_parser(name, help=parts[name].__doc__.splitlines()[0])
+        command.add_argument("--qc-spec", nargs=3, default=xtb if name != "scale" else ["rdkit", "mmff94", "none"],
+                             metavar=("PROGRAM", "METHOD", "BASIS"))
+        if name in ("scan", "cores"):
+            command.add_argument("--smiles", default="CC(=O)Nc1ccccc1")
+            command.add_argument("--torsion", default=AMIDE, help="SMARTS of the bond to scan (central atoms :1, :2)")
+            command.add_argument("--grid-spacing", type=int, default=15)
+            command.add_argument("--conformers", type=int, default=2 if name == "cores" else 4)
+            command.add_argument("--qc-workers", type=int, default=2)
+        if name == "cores":
+            command.add_argument("--psi4", action="store_true", help="also psi4 HF/STO-3G (slow)")
+        if name in ("dedup", "latency", "batch"):
+            command.add_argument("--workflow", default="default" if name != "dedup" else "debug")
+        if name == "dedup":
+            command.add_argument("--smiles", nargs="+", default=SHARED_FRAGMENTS)
+            command.add_argument("--second-qc-spec", nargs=3, default=["rdkit", "mmff94", "none"])
+        if name == "latency":
+            command.add_argument("--smiles", default=BATCH[0])
+        if name == "batch":
+            command.add_argument("--smiles", nargs="+", default=BATCH)
+            command.add_argument("--limit", type=int, help="only the first N molecules")
+        if name == "scale":
+            command.add_argument("--n", type=int, default=1000)
+            command.add_argument("--sample-every", type=float, default=5.0, help="s between latency samples")
+    return main
