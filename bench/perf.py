@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench modules, when 
 import structure  # noqa: E402
 import taskstream  # noqa: E402
 import workload  # noqa: E402
+from workload import finished_at  # noqa: E402
 
 from bespoke_dask import BespokeDaskExecutor, BespokeWorkerConfig  # noqa: E402
 
@@ -60,30 +61,6 @@ def run_batch(executor, workflows) -> tuple[float, list]:
     if failed:
         raise SystemExit("workflows failed:\n" + "\n".join(failed))
     return start, outputs
-
-
-def finished_at(output) -> float:
-    return output.stage("optimization").ended_at
-
-
-def schedule(directory, workflows, runs, start: float, end: float, pool_slots) -> dict:
-    """Makespan, its lower bound and the idle share of each pool for one batch."""
-    known = taskstream.by_key(runs)
-    chains = [chain for w in workflows for chain in structure.workflow_keys(directory, w).chains()]
-    longest = max(taskstream.chain_time(chain, known) for chain in chains)
-    makespan = end - start
-    bound = taskstream.lower_bound(runs, longest, CORES)
-    return {
-        "makespan_s": makespan,
-        "longest_chain_s": longest,
-        "task_time_s": sum(task.duration for task in runs),
-        "cores": CORES,
-        "lower_bound_s": bound,
-        "makespan_over_bound": makespan / bound,
-        "task_time_per_pool_s": {str(pool): t for pool, t in taskstream.busy(runs).items()},
-        "idle_fraction": taskstream.idle_fractions(runs, pool_slots, makespan),
-        "tasks": len(runs),
-    }
 
 
 def save(part: str, figures: dict) -> None:
@@ -233,7 +210,7 @@ def latency(args) -> dict:
         "startup_s": start - launched,
         "submit_to_result_s": end - start,
         "fragmentation_s": sum(known[k].duration for step in keys.fragmentation for k in step),
-        "qc_span_s": max(t.stop for t in scan_runs) - min(t.start for t in scan_runs),
+        "qc_span_s": max((t.stop for t in scan_runs), default=0) - min((t.start for t in scan_runs), default=0),
         "fit_s": fit.duration,
         "submit_to_first_task_s": first.start - start,
         "fit_to_result_s": end - fit.stop,  # the final drawing, the status push, the client's wake-up
@@ -259,7 +236,7 @@ def batch(args) -> dict:
                 pool_slots = taskstream.slots(executor.client)
                 start, outputs = run_batch(executor, workflows)
                 runs = taskstream.tasks(executor.client, start)
-            figures[label] = schedule(directory, workflows, runs, start, max(map(finished_at, outputs)), pool_slots)
+            figures[label] = structure.schedule(directory, workflows, runs, start, max(map(finished_at, outputs)), pool_slots, CORES)
             figures[label]["first_result_s"] = min(map(finished_at, outputs)) - start
     return figures
 

@@ -10,6 +10,8 @@ ran, and when, comes from the task stream (bench/taskstream.py).
 from dataclasses import dataclass
 from pathlib import Path
 
+import taskstream
+
 from bespoke_dask import graph
 from bespoke_dask.coordinator import SCANS
 from bespoke_dask.schema import (
@@ -95,3 +97,23 @@ def _get(store: Store, key: str, value_type):
     if value is None:
         raise LookupError(f"{key} is not in the store {store.root}: did the workflow finish?")
     return value
+
+
+def schedule(directory, workflows, runs, start: float, end: float, pool_slots: dict, cores: int) -> dict:
+    """A batch's makespan (s) against max(longest chain, task time / cores), and each pool's idle share."""
+    known = taskstream.by_key(runs)
+    chains = [chain for w in workflows for chain in workflow_keys(directory, w).chains()]
+    longest = max(taskstream.chain_time(chain, known) for chain in chains)
+    makespan = end - start
+    bound = taskstream.lower_bound(runs, longest, cores)
+    return {
+        "makespan_s": makespan,
+        "longest_chain_s": longest,
+        "task_time_s": sum(task.duration for task in runs),
+        "cores": cores,
+        "lower_bound_s": bound,
+        "makespan_over_bound": makespan / bound,
+        "task_time_per_pool_s": {str(pool): t for pool, t in taskstream.busy(runs).items()},
+        "idle_fraction": taskstream.idle_fractions(runs, pool_slots, makespan),
+        "tasks": len(runs),
+    }

@@ -200,3 +200,8 @@ def parser(description: str, parts) -> argparse.ArgumentParser:
             command.add_argument("--n", type=int, default=1000)
             command.add_argument("--sample-every", type=float, default=5.0, help="s between latency samples")
     return main
+
+
+def finished_at(output) -> float:
+    """When a workflow's last stage ended (unix s)."""
+    return output.stage("optimization").ended_at

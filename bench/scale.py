@@ -1,0 +1,186 @@
+"""`perf.py scale`: N cheap workflows on one executor launched as users launch it.
+
+The executor runs as `bespoke-dask executor launch` in its own process, so the scheduler's
+memory (the coordinator lives on the scheduler) is that process's RSS alone. While it works,
+a thread samples every few seconds: `bespoke-dask executor list` (a new process, as a user
+types it), the same call from this client, two dashboard URLs, the scheduler's RSS and the
+longest event-loop tick the scheduler saw since the previous sample (a blocked loop shows here).
+"""
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from itertools import product
+from pathlib import Path
+
+import psutil
+import taskstream
+
+from bespoke_dask import connect
+from bespoke_dask.service import SCHEDULER_FILE
+
+# Small molecules MMFF94 covers, built as alkyl-linker-alkyl (the left alkyl a branch on the
+# linker's first atom) and deduplicated by canonical SMILES.
+ALKYLS = ["C", "CC", "CCC", "C(C)C", "CCCC", "CC(C)C", "C(C)(C)C", "C1CC1", "CC1CC1", "C=C", "CC=C",
+          "CF", "C(F)(F)F", "CCl", "CCF", "C1CCC1", "CC#N", "CO"]
+LINKERS = ["O", "S", "N", "N(C)", "NC(=O)", "C(=O)N", "OC(=O)", "C(=O)", "S(=O)(=O)", "C(=O)NC"]
+
+
+def small_molecules(n: int) -> list[str]:
+    """`n` distinct small molecules (canonical SMILES), always the same ones."""
+    from rdkit import Chem
+
+    made = (f"{link[0]}({a}){link[1:]}{b}" for a, link, b in product(ALKYLS, LINKERS, ALKYLS))
+    unique = sorted({Chem.CanonSmiles(smiles) for smiles in made}, key=lambda s: (len(s), s))
+    if n > len(unique):
+        raise SystemExit(f"only {len(unique)} small molecules are generated; ask for fewer")
+    return unique[:n]
+
+
+def unchecked_workflows(smiles: list[str], qc_spec: list[str]):
+    """Debug workflows without `check_workflow` (~1 s each: its force-field check), for molecules known to pass."""
+    from openff.toolkit import Molecule
+    from workload import spec
+
+    from bespoke_dask import BespokeWorkflowFactory
+    from bespoke_dask.schema import BespokeWorkflow
+
+    settings = dict(BespokeWorkflowFactory.from_name("debug").model_copy(update={"qc_spec": spec(qc_spec)}))
+    return [BespokeWorkflow(smiles=Molecule.from_smiles(s).to_smiles(mapped=True), **settings) for s in smiles]
+
+
+def measure(args) -> dict:
+    from structure import schedule
+    from workload import finished_at
+
+    made = time.perf_counter()
+    batch = unchecked_workflows(small_molecules(args.n), args.qc_spec)
+    made = time.perf_counter() - made
+    with tempfile.TemporaryDirectory() as directory, launched(directory) as (scheduler_pid, dashboard):
+        executor = connect(directory=directory)
+        pool_slots = taskstream.slots(executor.client)
+        taskstream.record(executor.client)
+        with Sampler(executor, directory, scheduler_pid, dashboard, args.sample_every) as sampler:
+            start = time.time()
+            ids = [executor.submit(workflow) for workflow in batch]
+            accepted = time.time() - start
+            outputs = [executor.wait_until_complete(i) for i in ids]
+        runs = taskstream.tasks(executor.client, start)
+        failed = [o for o in outputs if o.status != "success"]
+        done = [o for o in outputs if o.status == "success"]
+        figures = {
+            "engine": " ".join(args.qc_spec) + ", debug workflow (Pfizer fragments, 30 deg, 1 conformer): cheap, not QC",
+            "workflows": args.n,
+            "failed": len(failed),
+            "first_failures": sorted({o.error for o in failed})[:3],
+            "workflows_made_s": made,
+            "accept_all_s": accepted,
+            "accept_per_workflow_ms": 1000 * accepted / args.n,
+            **sampler.summary(),
+            "median_gap_between_tasks_ms": {
+                pool: 1000 * gap for pool in pool_slots if (gap := taskstream.median_worker_gap(runs, pool)) is not None
+            },
+        }
+        succeeded = [w for w, o in zip(batch, outputs) if o.status == "success"]
+        if succeeded:
+            end = max(map(finished_at, done))
+            figures["schedule"] = schedule(directory, succeeded, runs, start, end, pool_slots, os.cpu_count() or 1)
+        executor.stop()
+    return figures
+
+
+class launched:
+    """`bespoke-dask executor launch` on `directory` (1 fragmenter, 2 QC x 1 core, 1 optimizer)."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+
+    def __enter__(self) -> tuple[int, str]:
+        command = [sys.executable, "-m", "bespoke_dask.cli", "executor", "launch", "--directory", self.directory,
+                   "--n-fragmenter-workers", "1", "--n-qc-compute-workers", "2", "--qc-compute-n-cores", "1",
+                   "--n-optimizer-workers", "1"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        info = Path(self.directory) / SCHEDULER_FILE
+        deadline = time.time() + 120
+        while not info.exists():
+            if self.process.poll() is not None or time.time() > deadline:
+                self.process.kill()
+                raise SystemExit(f"executor launch failed: {self.process.stderr.read()[-500:]}")
+            time.sleep(0.2)
+        scheduler = json.loads(info.read_text())
+        return scheduler["pid"], scheduler["dashboard"]
+
+    def __exit__(self, *exc_info) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+class Sampler:
+    """Latencies (s) of `list` and the dashboard, scheduler RSS (bytes) and event-loop ticks, sampled."""
+
+    def __init__(self, executor, directory: str, scheduler_pid: int, dashboard: str, every: float):
+        self.executor, self.directory, self.every = executor, directory, every
+        self.scheduler = psutil.Process(scheduler_pid)
+        base = dashboard.rsplit("/", 1)[0]  # ".../status" -> the server
+        self.urls = {"dashboard /bespoke/api/workflows": f"{base}/bespoke/api/workflows", "dashboard /status": f"{base}/status"}
+        self.samples: dict[str, list[float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Sampler":
+        self.rss_before = self.scheduler.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        latencies = {
+            name: {"median_s": statistics.median(values), "max_s": max(values), "samples": len(values)}
+            for name, values in self.samples.items() if name not in ("rss", "tick") and values
+        }
+        return {
+            "scheduler_rss_before_MiB": self.rss_before / 2**20,
+            "scheduler_rss_peak_MiB": max(self.samples.get("rss", [self.rss_before])) / 2**20,
+            "scheduler_longest_tick_s": max(self.samples.get("tick", [0.0])),
+            "latency": latencies,
+        }
+
+    def _run(self) -> None:
+        command = [sys.executable, "-m", "bespoke_dask.cli", "executor", "list", "--directory", self.directory]
+        self.executor.client.run_on_scheduler(_longest_tick)  # start the window
+        while not self._stop.wait(self.every):
+            self._add("bespoke-dask executor list (new process)", _timed(subprocess.run, command, capture_output=True, env=os.environ))
+            self._add("executor.list() from this client", _timed(self.executor.list))
+            for name, url in self.urls.items():
+                self._add(name, _timed(lambda u=url: urllib.request.urlopen(u, timeout=60).read()))
+            self._add("rss", self.scheduler.memory_info().rss)
+            self._add("tick", self.executor.client.run_on_scheduler(_longest_tick))
+
+    def _add(self, name: str, value: float) -> None:
+        self.samples.setdefault(name, []).append(value)
+
+
+def _timed(function, *args, **kwargs) -> float:
+    start = time.perf_counter()
+    function(*args, **kwargs)
+    return time.perf_counter() - start
+
+
+def _longest_tick(dask_scheduler=None) -> float:
+    """The longest event-loop tick (s) since the last call (distributed's own tick digest)."""
+    longest = dask_scheduler.digests_max.get("tick-duration", 0.0)
+    dask_scheduler.digests_max["tick-duration"] = 0.0
+    return longest
