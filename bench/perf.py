@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -131,7 +132,7 @@ def scan(args) -> dict:
 
 
 def dedup(args) -> dict:
-    """Shared fragments scanned once; a finished batch resubmitted; a second QC level."""
+    """Shared fragments scanned once; a finished batch resubmitted; a second QC level; a refit."""
     workflows = workload.workflows(args.smiles, args.workflow, args.qc_spec)
     second = workload.workflows(args.smiles[:1], args.workflow, args.second_qc_spec)
     with tempfile.TemporaryDirectory() as directory:
@@ -147,6 +148,11 @@ def dedup(args) -> dict:
             since = time.time()
             run_batch(executor, second)
             level = taskstream.tasks(executor.client, since)
+            refit = [workflows[0].model_copy(update={"prior_width": workflows[0].prior_width / 2})]
+            since = time.time()
+            refit_start, _ = run_batch(executor, refit)
+            refit_time = time.time() - refit_start
+            refit_runs = taskstream.tasks(executor.client, since)
     unique_qc = {k for w in asked for steps in w.scans.values() for step in steps[1::2] for k in step}
     return {
         "molecules": len(workflows),
@@ -161,6 +167,8 @@ def dedup(args) -> dict:
         "second_qc_level": " ".join(args.second_qc_spec),
         "second_level_fragment_tasks_run": taskstream.count(level, "fragment"),
         "second_level_targets_tasks_run": taskstream.count(level, "targets"),
+        "refit_other_prior_s": refit_time,  # the same scans, another fit setting: from the store
+        "refit_tasks_run": {stage: taskstream.count(refit_runs, stage) for stage in ("fragment", "qc", "optimize")},
     }
 
 
@@ -218,6 +226,8 @@ def latency(args) -> dict:
         "handoff_total_s": sum(handoffs),
         "handoff_median_s": sorted(handoffs)[len(handoffs) // 2] if handoffs else None,
         "handoff_max_s": max(handoffs, default=None),
+        "first_task_s_per_stage": {s: next(t.duration for t in runs if t.stage == s) for s in ("fragment", "qc", "optimize")},
+        "median_qc_task_s": statistics.median(t.duration for t in runs if t.stage == "qc"),
         "scans": len(keys.scans),
         "tasks": len(runs),
     }
