@@ -20,11 +20,16 @@ import urllib.request
 from itertools import product
 from pathlib import Path
 
+import cloudpickle
 import psutil
 import taskstream
 
 from bespoke_dask import connect
 from bespoke_dask.service import SCHEDULER_FILE
+
+# The functions this bench runs on the scheduler go by value: its process cannot import bench/.
+cloudpickle.register_pickle_by_value(taskstream)
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 # Small molecules MMFF94 covers, built as alkyl-linker-alkyl (the left alkyl a branch on the
 # linker's first atom) and deduplicated by canonical SMILES.
@@ -65,6 +70,7 @@ def measure(args) -> dict:
     made = time.perf_counter() - made
     with tempfile.TemporaryDirectory() as directory, launched(directory) as (scheduler_pid, dashboard):
         executor = connect(directory=directory)
+        executor.client.wait_for_workers(4)  # 1 fragmenter, 2 QC, 1 optimizer
         pool_slots = taskstream.slots(executor.client)
         taskstream.record(executor.client)
         with Sampler(executor, directory, scheduler_pid, dashboard, args.sample_every) as sampler:

@@ -198,7 +198,7 @@ def parser(description: str, parts) -> argparse.ArgumentParser:
             command.add_argument("--limit", type=int, help="only the first N molecules")
         if name == "scale":
             command.add_argument("--n", type=int, default=1000)
-            command.add_argument("--sample-every", type=float, default=5.0, help="s between latency samples")
+            command.add_argument("--sample-every", type=float, default=15.0, help="s between latency samples")
     return main
 
 
