@@ -15,7 +15,8 @@ from bespoke_dask import graph
 
 STAGES = {
     stage.name: stage
-    for stage in (graph.FRAGMENT, graph.TARGETS, graph.SCAN_START, graph.SCAN_ADVANCE, graph.QC, graph.OPTIMIZE, graph.DRAW)
+    for stage in (graph.FRAGMENT, graph.TARGETS, graph.SCAN_START, graph.SCAN_ADVANCE, graph.QC, graph.QC_RESTART,
+                  graph.OPTIMIZE, graph.DRAW)
 }
 
 

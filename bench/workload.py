@@ -54,14 +54,16 @@ def spec(words: list[str]) -> QCSpec:
 
 
 def warm(client) -> None:
-    """Import the QC stack in every worker, as the benchmark's own process has."""
-    client.run(_import_qc)
+    """Have every worker's stage forkserver import the chemistry stack, as this process has."""
+    client.run(_start_stage_processes)
 
 
-def _import_qc() -> None:
-    from bespoke_dask.stages import qc
+def _start_stage_processes() -> None:
+    import os
 
-    qc.register_engines()
+    from bespoke_dask import sandbox
+
+    sandbox.run(os.getpid, name="bench-warm")  # returns once a child is forked from the warm forkserver
 
 
 def serial_torsiondrive(directory: str | Path, scan_key: str) -> dict:
@@ -157,16 +159,22 @@ class CPUSampler:
 
 
 def _cpu(process: psutil.Process) -> float:
-    """CPU time of a process, its finished children and its live descendants."""
+    """CPU time of a process and its live descendants, each with its finished (waited-for) children.
+
+    Stage calls run in children of a forkserver the worker starts; psi4 runs in theirs.
+    """
+    total = 0.0
     try:
-        times = process.cpu_times()
-        total = times.user + times.system + times.children_user + times.children_system
-        for child in process.children(recursive=True):
-            with_child = child.cpu_times()
-            total += with_child.user + with_child.system
-        return total
+        family = [process, *process.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
+        return total
+    for member in family:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:  # ended between the listing and now
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def parser(description: str, parts) -> argparse.ArgumentParser:
