@@ -13,7 +13,6 @@ Run from the repository root on a quiet machine, e.g.
     .venv/bin/python bench/perf.py batch --limit 2 --workflow debug   # a quick check
 """
 
-import argparse
 import contextlib
 import json
 import os
@@ -26,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench modules, when run as a script
 
-import structure  # noqa: E402
-import taskstream  # noqa: E402
-import workload  # noqa: E402
-from workload import finished_at  # noqa: E402
+import structure
+import taskstream
+import workload
+from workload import finished_at
 
-from bespoke_dask import BespokeDaskExecutor, BespokeWorkerConfig  # noqa: E402
+from bespoke_dask import BespokeDaskExecutor, BespokeWorkerConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CORES = os.cpu_count() or 1
@@ -66,8 +65,10 @@ def run_batch(executor, workflows) -> tuple[float, list]:
 
 def save(part: str, figures: dict) -> None:
     """Write the figures with the commit, machine and command to bench/results/perf-<part>.json."""
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+    def git(*words: str) -> str:
+        return subprocess.run(["git", *words], capture_output=True, text=True, check=False, cwd=RESULTS.parent).stdout
+
+    commit, dirty = git("rev-parse", "HEAD").strip(), git("status", "--porcelain", "--untracked-files=no")
     record = {
         "part": part,
         "commit": commit + ("-dirty" if dirty.strip() else ""),
@@ -203,7 +204,7 @@ def latency(args) -> dict:
         launched = time.time()
         with executor_on(directory) as executor:
             start = time.time()
-            _, (output,) = run_batch(executor, [workflow])
+            run_batch(executor, [workflow])
             end = time.time()
             runs = taskstream.tasks(executor.client, start)
         keys = structure.workflow_keys(directory, workflow)

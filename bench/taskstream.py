@@ -7,6 +7,7 @@ any worker's spare thread). Times are unix seconds (the workers' clocks: one mac
 
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import pairwise
 from statistics import median
 
 from distributed import Client
@@ -119,7 +120,7 @@ def gaps(steps: list[list[str]], known: dict[str, Task]) -> list[float]:
         for step in steps
         if (present := [key for key in step if key in known])
     ]
-    return [after[0] - before[1] for before, after in zip(spans, spans[1:])]
+    return [after[0] - before[1] for before, after in pairwise(spans)]
 
 
 def median_worker_gap(runs: list[Task], pool: str) -> float | None:
@@ -134,7 +135,7 @@ def median_worker_gap(runs: list[Task], pool: str) -> float | None:
     found = [
         after.start - before.stop
         for worker_runs in per_worker.values()
-        for before, after in zip(worker_runs, worker_runs[1:])
+        for before, after in pairwise(worker_runs)
         if after.start >= before.stop  # a worker with several slots overlaps its tasks
     ]
     return median(found) if found else None

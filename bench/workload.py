@@ -9,7 +9,13 @@ import psutil
 
 from bespoke_dask import BespokeWorkflowFactory
 from bespoke_dask.coordinator import SCANS
-from bespoke_dask.schema import NoFragmentation, QCSpec, ScanStep, TorsionDriveSettings, TorsionScanResult
+from bespoke_dask.schema import (
+    NoFragmentation,
+    QCSpec,
+    ScanStep,
+    TorsionDriveSettings,
+    TorsionScanResult,
+)
 from bespoke_dask.store import Store
 
 HARTREE_IN_KCAL_MOL = 627.509474
