@@ -51,7 +51,7 @@ def workflow_keys(directory: str | Path, workflow: BespokeWorkflow) -> WorkflowK
     store = Store(Path(directory) / "store")
     workflow = workflow.model_copy(update={"id": None})
     molecule = workflow.without_fit_settings()
-    fragment_key = graph.task_key(graph.FRAGMENT, molecule)
+    fragment_key = graph.task_key(graph.FRAGMENT, workflow.fragmentation_input())
     fragmentation = _get(store, fragment_key, FragmentationResult)
     targets_key = graph.task_key(graph.TARGETS, molecule, fragmentation)
     targets = _get(store, targets_key, list[TorsionTarget])

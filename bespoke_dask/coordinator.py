@@ -150,7 +150,9 @@ class Coordinator:
         with contextlib.suppress(StageFailed, asyncio.CancelledError):
             async with self._stage(record, "fragmentation") as status:
                 molecule = workflow.without_fit_settings()  # shared by fits of the same scans
-                fragmentation = await self.compute(graph.FRAGMENT, molecule, limits=timeouts, notes=status.retries)
+                fragmentation = await self.compute(
+                    graph.FRAGMENT, workflow.fragmentation_input(), limits=timeouts, notes=status.retries
+                )
                 targets = await self.compute(
                     graph.TARGETS, molecule, fragmentation, limits=timeouts, notes=status.retries
                 )

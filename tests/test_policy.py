@@ -9,6 +9,7 @@ from bespoke_dask.sandbox import StageStopped
 from bespoke_dask.schema import (
     BespokeTorsion,
     BespokeWorkflow,
+    NoFragmentation,
     QCSpec,
     StageTimeouts,
     TorsionTarget,
@@ -35,6 +36,15 @@ def test_limits_and_allow_partial_are_in_no_key():
     other = workflow.model_copy(update={"timeouts": StageTimeouts(qc=1), "allow_partial": True})
     assert workflow.content_hash() == other.content_hash()
     assert workflow.without_fit_settings().content_hash() == other.without_fit_settings().content_hash()
+
+
+def test_fragmentation_depends_only_on_the_molecule_targets_and_fragmenter():
+    workflow = BespokeWorkflow(smiles="[C:1]([H:2])([H:3])([H:4])[H:5]")
+    other_level = workflow.model_copy(update={"qc_spec": QCSpec(program="psi4", method="hf", basis="sto-3g"),
+                                              "prior_width": 2.0, "id": "7"})
+    assert other_level.fragmentation_input() == workflow.fragmentation_input()
+    other_fragmenter = workflow.model_copy(update={"fragmentation": NoFragmentation()})
+    assert other_fragmenter.fragmentation_input() != workflow.fragmentation_input()
 
 
 def test_only_deaths_are_run_again():

@@ -196,6 +196,17 @@ class BespokeWorkflow(WorkflowSettings):
                     for name in FIT_SETTINGS} | {"id": None}
         )
 
+    def fragmentation_input(self) -> "BespokeWorkflow":
+        """This workflow with only what fragmentation reads (the molecule, the target torsions and
+        the fragmenter's settings); every other setting at its default.
+
+        Keys built from it let workflows at other QC levels, scan or fit settings share fragments.
+        """
+        return BespokeWorkflow(**{name: getattr(self, name) for name in FRAGMENTATION_INPUTS})
+
+
+# What the fragment stage reads: a second QC level or scan setting does not fragment again.
+FRAGMENTATION_INPUTS = ("smiles", "target_torsion_smirks", "fragmentation")
 
 # Settings only the optimize stage (or the coordinator) reads: fragments and scans do not depend on them.
 FIT_SETTINGS = ("optimizer", "target", "prior_width", "cache_only")
