@@ -9,7 +9,8 @@ import pytest
 
 import client_process
 
-DASK = ("distributed", "dask", *client_process.CHEMISTRY)
+DISTRIBUTED = ("distributed", *client_process.CHEMISTRY)
+DASK = ("dask", *DISTRIBUTED)  # dask itself loads only to read the settings (dask.config)
 
 
 def test_help_loads_no_chemistry():
@@ -74,7 +75,7 @@ def test_list_and_retrieve_from_the_directory_read_the_dashboard_without_dask(ru
     through_dask = ("--scheduler", running_executor.scheduler_address)  # no directory: no dashboard known
 
     code, stdout, stderr, loaded = client_process.run(
-        "executor", "retrieve", "--id", finished, "--json", "--directory", directory, packages=DASK
+        "executor", "retrieve", "--id", finished, "--json", "--directory", directory, packages=DISTRIBUTED
     )
     assert code == 0, stderr
     assert loaded == []
@@ -84,12 +85,12 @@ def test_list_and_retrieve_from_the_directory_read_the_dashboard_without_dask(ru
     assert code == 0 and loaded == ["distributed"], stderr  # the same document through a Dask client
     assert json.loads(stdout) == json.loads(expected)
 
-    code, stdout, stderr, loaded = client_process.run("executor", "list", "--directory", directory, packages=DASK)
+    code, stdout, stderr, loaded = client_process.run("executor", "list", "--directory", directory, packages=DISTRIBUTED)
     assert code == 0, stderr
     assert loaded == []
     assert all(workflow_id in stdout for workflow_id in running_executor.ids) and "success" in stdout
     code, stdout, stderr, loaded = client_process.run(
-        "executor", "list", "--json", "--status", "success", "--directory", directory, packages=DASK
+        "executor", "list", "--json", "--status", "success", "--directory", directory, packages=DISTRIBUTED
     )
     assert loaded == []
     listed = {workflow["id"]: workflow for workflow in json.loads(stdout)}
