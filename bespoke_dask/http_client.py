@@ -20,7 +20,8 @@ TIMEOUT = 10.0  # s to wait for an answer, as bespoke-dask.connect-timeout's def
 
 
 class DashboardReader:
-    """GETs of `/bespoke/api/outputs[/<id>]` on the dashboard at `url`; None when it cannot answer."""
+    """`list` and `retrieve` of `BespokeDaskExecutor` as GETs of `/bespoke/api/outputs[/<id>]` on the
+    dashboard at `url`; None when it cannot answer."""
 
     def __init__(self, url: str, timeout: float = TIMEOUT):
         self.url = url.rstrip("/")
@@ -28,11 +29,11 @@ class DashboardReader:
         # The dashboard is the executor's own: a proxy configured for the web would not reach it.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def outputs(self) -> list[BespokeExecutorOutput] | None:
+    def list(self) -> "list[BespokeExecutorOutput] | None":
         """Every workflow's status, without results (as `BespokeDaskExecutor.list`)."""
         return self._get("outputs", lambda data: [BespokeExecutorOutput.model_validate(item) for item in data])
 
-    def output(self, workflow_id: str) -> BespokeExecutorOutput | None:
+    def retrieve(self, workflow_id: str) -> BespokeExecutorOutput | None:
         """One workflow's status and results (as `BespokeDaskExecutor.retrieve`)."""
         return self._get(f"outputs/{urllib.parse.quote(str(workflow_id), safe='')}", BespokeExecutorOutput.model_validate)
 

@@ -7,7 +7,7 @@ import sys
 CHEMISTRY = ("rdkit", "openff", "qcengine", "qcelemental", "openmm", "torsiondrive", "geometric", "tblite")
 MARK = "chemistry modules loaded:"
 
-_RUN = """
+_RUN = f"""
 import sys
 from bespoke_dask.cli import app
 packages = sys.argv.pop(1).split(",")
@@ -17,10 +17,10 @@ except SystemExit as done:
     code = done.code
 else:
     code = 0
-loaded = sorted({name.split('.')[0] for name in sys.modules if name.split('.')[0] in packages})
-print(%r, ",".join(loaded), file=sys.stderr)
+loaded = sorted({{name.split('.')[0] for name in sys.modules if name.split('.')[0] in packages}})
+print({MARK!r}, ",".join(loaded), file=sys.stderr)
 sys.exit(code)
-""" % MARK
+"""
 
 
 def start(*args: str, packages: tuple[str, ...] = CHEMISTRY) -> subprocess.Popen:

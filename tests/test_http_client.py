@@ -32,5 +32,5 @@ def test_a_dashboard_that_does_not_answer_reads_as_none(tmp_path):
         port = closed.getsockname()[1]
     _record(tmp_path, "tcp://127.0.0.1:8786", dashboard=f"http://127.0.0.1:{port}/status")
     reader = dashboard_of(tmp_path)
-    assert reader.outputs() is None
-    assert reader.output("1") is None
+    assert reader.list() is None
+    assert reader.retrieve("1") is None

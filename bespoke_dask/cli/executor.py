@@ -46,7 +46,6 @@ from bespoke_dask.errors import InputError
 
 if TYPE_CHECKING:  # Dask loads in the commands that need it: --help, list and retrieve do not
     from bespoke_dask.executor import BespokeDaskExecutor
-    from bespoke_dask.http_client import DashboardReader
     from bespoke_dask.schema import BespokeExecutorOutput
 
 app = typer.Typer(help="Run bespoke fits: one-shot, or on a long-lived executor.", no_args_is_help=True)
@@ -293,14 +292,7 @@ def retrieve(
     tls_key: TLSKey = None,
 ):
     """Show a workflow's status and results, and write them to files."""
-    dashboard = _dashboard(scheduler, directory, tls_ca_file, tls_cert, tls_key)
-    result = dashboard and dashboard.output(workflow_id)
-    if result is None:  # no dashboard to ask (or an unknown id): Dask's client answers
-        executor = _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key)
-        try:
-            result = executor.retrieve(workflow_id)
-        finally:
-            executor.stop()
+    result = _read(scheduler, directory, (tls_ca_file, tls_cert, tls_key), "retrieve", workflow_id)
     if as_json_document:
         print(json.dumps(as_json(result), indent=2))
     else:
@@ -323,14 +315,7 @@ def list_(
     tls_key: TLSKey = None,
 ):
     """List the executor's workflows."""
-    dashboard = _dashboard(scheduler, directory, tls_ca_file, tls_cert, tls_key)
-    outputs = dashboard and dashboard.outputs()
-    if outputs is None:  # no dashboard to ask: Dask's client answers
-        executor = _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key)
-        try:
-            outputs = executor.list()
-        finally:
-            executor.stop()
+    outputs = _read(scheduler, directory, (tls_ca_file, tls_cert, tls_key), "list")
     outputs = [output for output in outputs if status in (None, output.status)]
     if as_json_document:
         print(json.dumps([as_json(output, results=False) for output in outputs], indent=2))
@@ -375,17 +360,26 @@ def _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key) -> "BespokeDa
     return connect(scheduler, directory, security)
 
 
-def _dashboard(scheduler, directory, *tls_files) -> "DashboardReader | None":
-    """The executor's dashboard, for commands that only read, when it may serve them (no TLS).
+def _read(scheduler, directory, tls_files: tuple, operation: str, *args):
+    """`list` or `retrieve` of the running executor: from its dashboard when that may answer, else
+    through a Dask client (TLS, no dashboard recorded in the directory, an unknown id).
 
-    It answers without Dask distributed, which takes longer to import than the command to run.
+    The dashboard answers without Dask distributed, which takes longer to import than the rest.
     """
-    if any(tls_files):
-        return None
-    from bespoke_dask.config import setting
-    from bespoke_dask.http_client import dashboard_of
+    dashboard = None
+    if not any(tls_files):
+        from bespoke_dask.config import setting
+        from bespoke_dask.http_client import dashboard_of
 
-    return dashboard_of(executor_directory(directory), setting("scheduler-address", scheduler))
+        dashboard = dashboard_of(executor_directory(directory), setting("scheduler-address", scheduler))
+    answer = None if dashboard is None else getattr(dashboard, operation)(*args)
+    if answer is not None:
+        return answer
+    executor = _connect(scheduler, directory, *tls_files)
+    try:
+        return getattr(executor, operation)(*args)
+    finally:
+        executor.stop()
 
 
 def _watch(executor: "BespokeDaskExecutor", workflow_id: str, quiet: bool = False) -> "BespokeExecutorOutput":

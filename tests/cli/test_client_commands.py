@@ -99,7 +99,7 @@ def test_list_and_retrieve_from_the_directory_read_the_dashboard_without_dask(ru
 
 @pytest.mark.slow
 def test_an_unknown_id_read_from_the_directory_is_one_line(running_executor):
-    code, stdout, stderr, _ = client_process.run(
+    code, _, stderr, _ = client_process.run(
         "executor", "retrieve", "--id", "99", "--directory", str(running_executor.directory)
     )
     assert code == 2
