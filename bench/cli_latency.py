@@ -4,7 +4,9 @@ Client commands load no chemistry (openff, rdkit, qcengine), so each should cost
 importing Dask itself. Every command runs `--repeat` times, interleaved with the reference, in one
 run; the median wall time and CPU time (user + system: less disturbed by a busy machine) of each
 are reported. `executor list` and `retrieve` talk to a real
-executor started here (one workflow submitted to it, so they have something to show).
+executor started here (one workflow submitted to it, so they have something to show): found from
+its directory as users do, they read its dashboard over HTTP; given only `--scheduler`, they use a
+Dask client (timed too, for comparison).
 
 `--baseline DIR` also times the same commands with another source tree of the package first on
 the path (e.g. an older commit unpacked with `git archive`), against the same executor.
@@ -58,13 +60,19 @@ def main() -> None:
         with BespokeDaskExecutor(directory=directory) as executor:
             workflow_id = executor.submit(workflow)
             executor.wait_until_complete(workflow_id)
+            found = ["--directory", directory]
             address = ["--scheduler", executor.scheduler_address]
             commands = {
                 "bespoke-dask --help": bespoke_dask("--help"),
-                "executor list": bespoke_dask("executor", "list", *address),
-                "executor list --json": bespoke_dask("executor", "list", "--json", *address),
-                "executor retrieve": bespoke_dask("executor", "retrieve", "--id", workflow_id, *address),
-                "executor cancel (finished id)": bespoke_dask("executor", "cancel", "--id", workflow_id, *address),
+                "executor retrieve --help": bespoke_dask("executor", "retrieve", "--help"),
+                "executor list": bespoke_dask("executor", "list", *found),
+                "executor list --json": bespoke_dask("executor", "list", "--json", *found),
+                "executor retrieve": bespoke_dask("executor", "retrieve", "--id", workflow_id, *found),
+                "executor list --scheduler (Dask client)": bespoke_dask("executor", "list", *address),
+                "executor retrieve --scheduler (Dask client)": bespoke_dask(
+                    "executor", "retrieve", "--id", workflow_id, *address
+                ),
+                "executor cancel (finished id)": bespoke_dask("executor", "cancel", "--id", workflow_id, *found),
             }
             sources = {"": SOURCE} | ({" (baseline)": arguments.baseline} if arguments.baseline else {})
             runs = {f"{name}{label}": (command, source) for name, command in commands.items()
@@ -77,9 +85,9 @@ def main() -> None:
     medians = {name: [statistics.median(column) for column in zip(*samples)] for name, samples in times.items()}
     wall_reference, cpu_reference = medians["import distributed"]
     print(f"median of {arguments.repeat} runs each, interleaved; reference `python -c \"import distributed\"`")
-    print(f"{'command':43} {'wall s':>7} {'ratio':>6} {'CPU s':>7} {'ratio':>6}")
+    print(f"{'command':56} {'wall s':>7} {'ratio':>6} {'CPU s':>7} {'ratio':>6}")
     for name, (wall, cpu) in medians.items():
-        print(f"{name:43} {wall:7.2f} {wall / wall_reference:6.2f} {cpu:7.2f} {cpu / cpu_reference:6.2f}")
+        print(f"{name:56} {wall:7.2f} {wall / wall_reference:6.2f} {cpu:7.2f} {cpu / cpu_reference:6.2f}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The Bespoke page of the Dask dashboard (`/bespoke`) and its JSON routes (`/bespoke/api/workflows[/<id>]`).
+"""The Bespoke page of the Dask dashboard (`/bespoke`) and its JSON routes (`/bespoke/api/workflows[/<id>]`,
+and `/bespoke/api/outputs[/<id>]` for clients that read without Dask: `bespoke_dask.http_client`).
 
 A scheduler preload: `dask scheduler --preload bespoke_dask.dashboard`, or the scheduler option
 `preload=["bespoke_dask.dashboard"]` (our clusters set it). Importing the module registers the page
@@ -208,13 +209,17 @@ class _JSONHandler(RequestHandler):
 class WorkflowsHandler(_JSONHandler):
     """GET /bespoke/api/workflows: every workflow's row."""
 
+    render = staticmethod(summary)
+
     async def get(self):
         outputs = await coordinator_call(self.server, "outputs")
-        self.write_json([summary(output) for output in outputs])
+        self.write_json([self.render(output) for output in outputs])
 
 
 class WorkflowHandler(_JSONHandler):
     """GET /bespoke/api/workflows/<id>: one workflow in full (stages, scans with QC profiles, fit)."""
+
+    render = staticmethod(details)
 
     async def get(self, workflow_id: str):
         output = await coordinator_call(self.server, "output", workflow_id)
@@ -222,12 +227,26 @@ class WorkflowHandler(_JSONHandler):
             self.set_status(404)
             self.write_json({"error": f"no workflow with id {workflow_id}"})
             return
-        self.write_json(details(output))
+        self.write_json(self.render(output))
+
+
+class OutputsHandler(WorkflowsHandler):
+    """GET /bespoke/api/outputs: every workflow as `BespokeExecutorOutput` JSON, without results or drawing."""
+
+    render = staticmethod(lambda output: output.model_dump(mode="json", exclude={"depiction"}))
+
+
+class OutputHandler(WorkflowHandler):
+    """GET /bespoke/api/outputs/<id>: one workflow as `BespokeExecutorOutput` JSON (`executor retrieve`)."""
+
+    render = staticmethod(lambda output: output.model_dump(mode="json"))
 
 
 routes = [
     ("bespoke/api/workflows/?", WorkflowsHandler, {}),
     (r"bespoke/api/workflows/([^/]+)/?", WorkflowHandler, {}),
+    ("bespoke/api/outputs/?", OutputsHandler, {}),
+    (r"bespoke/api/outputs/([^/]+)/?", OutputHandler, {}),
 ]
 
 

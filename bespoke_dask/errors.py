@@ -19,6 +19,14 @@ class UnknownWorkflow(InputError, KeyError):
     __str__ = Exception.__str__  # KeyError's would quote the message
 
 
+class ExecutorNotFound(RuntimeError):
+    """No running executor could be reached."""
+
+
+class DirectoryBusy(RuntimeError):
+    """Another running executor holds the directory."""
+
+
 class StageTimeout(TimeoutError):
     """A stage ran past its time limit and was stopped."""
 

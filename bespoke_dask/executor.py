@@ -18,7 +18,7 @@ from bespoke_dask import futures, logs, progress, service
 from bespoke_dask import tls as bespoke_tls
 from bespoke_dask.cluster import local_cluster
 from bespoke_dask.config import BespokeWorkerConfig, pool_setting, setting
-from bespoke_dask.errors import UnknownWorkflow
+from bespoke_dask.errors import ExecutorNotFound, UnknownWorkflow
 from bespoke_dask.schema import BespokeExecutorOutput, BespokeWorkflow, Status
 from bespoke_dask.settings import Settings
 
@@ -27,10 +27,6 @@ DEFAULT_DIRECTORY = setting("directory")  # bespoke-dask.directory: "bespoke-exe
 SCRATCH = "scratch"  # the workers' files, under the executor's directory
 
 _current: "BespokeDaskExecutor | None" = None
-
-
-class ExecutorNotFound(RuntimeError):
-    """No running executor could be reached."""
 
 
 class BespokeDaskExecutor:

@@ -23,6 +23,7 @@ from distributed.utils import format_dashboard_link
 
 from bespoke_dask.config import setting
 from bespoke_dask.coordinator import Coordinator
+from bespoke_dask.errors import DirectoryBusy
 
 PLUGIN_NAME = "bespoke-coordinator"
 SCHEDULER_FILE = "scheduler.json"
@@ -40,10 +41,6 @@ class _HideCalls(logging.Filter):
 
 
 logging.getLogger("distributed.worker").addFilter(_HideCalls())
-
-
-class DirectoryBusy(RuntimeError):
-    """Another running executor holds the directory."""
 
 
 class CoordinatorPlugin(SchedulerPlugin):

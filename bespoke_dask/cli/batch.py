@@ -7,12 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from bespoke_dask.allocation import check_allocation
-from bespoke_dask.batch import SYSTEMS, WORKER_TYPES, BatchCluster, job_script, load_jobqueue_config, parse_job_counts
 from bespoke_dask.cli.options import console, user_errors
 from bespoke_dask.errors import InputError
-from bespoke_dask.scaling import PoolScaler
-from bespoke_dask.service import CoordinatorPlugin
 
 ClusterOption = Annotated[
     str, typer.Option("--cluster", help="local, or batch jobs per pool: slurm, pbs, slurm-allocation.")
@@ -38,6 +34,11 @@ def launch_batch(
     dashboard_port: int | None = 0,
 ) -> None:
     """Run the executor with each pool's workers as batch jobs until `stop` is set."""
+    from bespoke_dask.allocation import check_allocation  # Dask and jobqueue: not needed for --help
+    from bespoke_dask.batch import SYSTEMS, WORKER_TYPES, BatchCluster, load_jobqueue_config, parse_job_counts
+    from bespoke_dask.scaling import PoolScaler
+    from bespoke_dask.service import CoordinatorPlugin
+
     if system not in SYSTEMS:
         raise InputError(f"unknown cluster '{system}': choose local, {', '.join(SYSTEMS)}")
     if system == "slurm-allocation":
@@ -92,6 +93,8 @@ def show_job_script(
     ),
 ):
     """Print the job script one of a pool's jobs is submitted with (nothing is submitted)."""
+    from bespoke_dask.batch import SYSTEMS, WORKER_TYPES, job_script, load_jobqueue_config
+
     pools = {name: pool for pool, name in WORKER_TYPES.items()}
     if worker_type not in pools:
         raise InputError(f"unknown worker type '{worker_type}': choose {', '.join(pools)}")

@@ -22,12 +22,10 @@ from bespoke_dask.cli.options import (
     WorkflowFile,
     console,
     errors,
+    executor_directory,
     user_errors,
     workflow_factory,
 )
-from bespoke_dask.coordinator import seed_scans
-from bespoke_dask.executor import DEFAULT_DIRECTORY
-from bespoke_dask.store import Store
 
 app = typer.Typer(help="The executor's QC cache.", no_args_is_help=True)
 
@@ -43,7 +41,7 @@ def update(
             "scans (SMILES, dihedral, QC spec, and per grid point geometry in angstrom and energy in hartree).",
         ),
     ],
-    directory: Directory = Path(DEFAULT_DIRECTORY),
+    directory: Directory = None,
     workflow: Workflow = "default",
     workflow_file: WorkflowFile = None,
     target_torsion: TargetTorsion = None,
@@ -56,7 +54,9 @@ def update(
         scan_results_from_torsiondrives,
     )
     from bespoke_dask.stages.scan_file import read_plain_scans, scan_result_from_plain
+    from bespoke_dask.coordinator import seed_scans
 
+    directory = executor_directory(directory)
     factory = workflow_factory(workflow, workflow_file, None, target_torsion, force_field, None)
     if _is_plain(file):
         plain = read_plain_scans(file)
@@ -108,8 +108,11 @@ KINDS = {
 
 @app.command()
 @user_errors
-def info(directory: Directory = Path(DEFAULT_DIRECTORY)):
+def info(directory: Directory = None):
     """Count the finished (and failed) work in the store: every entry ran exactly once."""
+    from bespoke_dask.store import Store
+
+    directory = executor_directory(directory)
     store = Store(directory / "store")
     if not store.root.is_dir():
         raise FileNotFoundError(f"no store in {directory}")

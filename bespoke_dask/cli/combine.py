@@ -7,7 +7,6 @@ import typer
 
 from bespoke_dask.cli.options import Directory, Scheduler, console, user_errors
 from bespoke_dask.errors import InputError
-from bespoke_dask.executor import DEFAULT_DIRECTORY, connect
 
 
 @user_errors
@@ -20,7 +19,7 @@ def combine(
         Optional[list[str]], typer.Option("--id", help="A finished workflow of a running executor (repeat).")
     ] = None,
     scheduler: Scheduler = None,
-    directory: Directory = Path(DEFAULT_DIRECTORY),
+    directory: Directory = None,
 ):
     """Merge bespoke torsions: the first input's base force field plus every input's bespoke torsions.
 
@@ -50,6 +49,8 @@ def _retrieve(workflow_ids: list[str], scheduler: str | None, directory: Path) -
     """(mapped SMILES, refit force field) of finished workflows of the running executor."""
     if not workflow_ids:
         return []
+    from bespoke_dask.executor import connect  # Dask: not needed for --help
+
     executor = connect(scheduler, directory)
     try:
         outputs = [executor.retrieve(workflow_id) for workflow_id in workflow_ids]

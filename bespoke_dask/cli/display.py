@@ -1,13 +1,17 @@
 """Rich renderings of workflow status and fit results for the CLI (no chemistry: SMILES come readable)."""
 
+from __future__ import annotations
+
 import time
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from bespoke_dask.schema import BespokeExecutorOutput, FitResult
+if TYPE_CHECKING:  # the schema loads with the first output to show, not with --help
+    from bespoke_dask.schema import BespokeExecutorOutput, FitResult
 
 _ICONS = {
     "waiting": "[dim]…[/]",

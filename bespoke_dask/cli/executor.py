@@ -5,7 +5,7 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.live import Live
@@ -36,16 +36,17 @@ from bespoke_dask.cli.options import (
     build_workflows,
     console,
     errors,
+    executor_directory,
     quiet_dask_logs,
     user_errors,
     keep_files,
     workflow_factory,
 )
-from bespoke_dask import tls as bespoke_tls
-from bespoke_dask.config import BespokeWorkerConfig, setting
 from bespoke_dask.errors import InputError
-from bespoke_dask.executor import DEFAULT_DIRECTORY, BespokeDaskExecutor, connect
-from bespoke_dask.schema import BespokeExecutorOutput
+
+if TYPE_CHECKING:  # Dask loads in the commands that need it: --help, list and retrieve do not
+    from bespoke_dask.executor import BespokeDaskExecutor
+    from bespoke_dask.schema import BespokeExecutorOutput
 
 app = typer.Typer(help="Run bespoke fits: one-shot, or on a long-lived executor.", no_args_is_help=True)
 
@@ -65,7 +66,10 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but er
 JSON = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
-def _executor(n_fragmenter, n_qc, qc_cores, qc_memory, n_optimizer, **kwargs) -> BespokeDaskExecutor:
+def _executor(n_fragmenter, n_qc, qc_cores, qc_memory, n_optimizer, **kwargs) -> "BespokeDaskExecutor":
+    from bespoke_dask.config import BespokeWorkerConfig
+    from bespoke_dask.executor import BespokeDaskExecutor
+
     return BespokeDaskExecutor(
         n_fragmenter_workers=n_fragmenter,
         n_qc_compute_workers=n_qc,
@@ -133,7 +137,7 @@ def run(
 @app.command()
 @user_errors
 def launch(
-    directory: Directory = Path(DEFAULT_DIRECTORY),
+    directory: Directory = None,
     n_fragmenter_workers: NFragmenter = None,
     n_qc_compute_workers: NQC = None,
     qc_compute_n_cores: QCCores = None,
@@ -158,7 +162,11 @@ def launch(
     keep: KeepFiles = False,
 ):
     """Start an executor in the foreground until Ctrl-C or SIGTERM; it resumes unfinished work."""
+    from bespoke_dask import tls as bespoke_tls
+    from bespoke_dask.config import setting
+
     keep_files(keep)
+    directory = executor_directory(directory)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -210,7 +218,7 @@ def submit(
         bool, typer.Option(help="Write the ids to submission.json in the current directory.")
     ] = False,
     scheduler: Scheduler = None,
-    directory: Directory = Path(DEFAULT_DIRECTORY),
+    directory: Directory = None,
     tls_ca_file: TLSCAFile = None,
     tls_cert: TLSCert = None,
     tls_key: TLSKey = None,
@@ -246,7 +254,7 @@ def submit(
 def watch(
     workflow_id: WorkflowId,
     scheduler: Scheduler = None,
-    directory: Directory = Path(DEFAULT_DIRECTORY),
+    directory: Directory = None,
     quiet: Quiet = False,
     json_lines: Annotated[bool, typer.Option("--json", help="Print each status as a line of JSON.")] = False,
     tls_ca_file: TLSCAFile = None,
@@ -275,7 +283,7 @@ def retrieve(
         Optional[Path], typer.Option(help="Write the bespoke force field (OFFXML) here.")
     ] = None,
     scheduler: Scheduler = None,
-    directory: Directory = Path(DEFAULT_DIRECTORY),
+    directory: Directory = None,
     report: Report = None,
     report_dir: ReportDir = None,
     as_json_document: JSON = False,
@@ -284,11 +292,7 @@ def retrieve(
     tls_key: TLSKey = None,
 ):
     """Show a workflow's status and results, and write them to files."""
-    executor = _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key)
-    try:
-        result = executor.retrieve(workflow_id)
-    finally:
-        executor.stop()
+    result = _read(scheduler, directory, (tls_ca_file, tls_cert, tls_key), "retrieve", workflow_id)
     if as_json_document:
         print(json.dumps(as_json(result), indent=2))
     else:
@@ -304,18 +308,15 @@ def retrieve(
 def list_(
     status: Annotated[Optional[str], typer.Option(help="waiting, running, errored, success or cancelled.")] = None,
     scheduler: Scheduler = None,
-    directory: Directory = Path(DEFAULT_DIRECTORY),
+    directory: Directory = None,
     as_json_document: JSON = False,
     tls_ca_file: TLSCAFile = None,
     tls_cert: TLSCert = None,
     tls_key: TLSKey = None,
 ):
     """List the executor's workflows."""
-    executor = _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key)
-    try:
-        outputs = executor.list(status)
-    finally:
-        executor.stop()
+    outputs = _read(scheduler, directory, (tls_ca_file, tls_cert, tls_key), "list")
+    outputs = [output for output in outputs if status in (None, output.status)]
     if as_json_document:
         print(json.dumps([as_json(output, results=False) for output in outputs], indent=2))
         return
@@ -330,7 +331,7 @@ def list_(
 def cancel(
     workflow_id: WorkflowId,
     scheduler: Scheduler = None,
-    directory: Directory = Path(DEFAULT_DIRECTORY),
+    directory: Directory = None,
     tls_ca_file: TLSCAFile = None,
     tls_cert: TLSCert = None,
     tls_key: TLSKey = None,
@@ -349,20 +350,46 @@ def _bespoke_page(dashboard_link: str | None) -> str | None:
     return None if dashboard_link is None else dashboard_link.rsplit("/", 1)[0] + "/bespoke"
 
 
-def _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key) -> BespokeDaskExecutor:
+def _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key) -> "BespokeDaskExecutor":
     """The running executor; TLS certificates from the flags, else the directory, else dask config."""
+    from bespoke_dask import tls as bespoke_tls
+    from bespoke_dask.executor import connect
+
+    directory = executor_directory(directory)
     security = bespoke_tls.resolve(directory, tls_ca_file, tls_cert, tls_key)
     return connect(scheduler, directory, security)
 
 
-def _watch(executor: BespokeDaskExecutor, workflow_id: str, quiet: bool = False) -> BespokeExecutorOutput:
+def _read(scheduler, directory, tls_files: tuple, operation: str, *args):
+    """`list` or `retrieve` of the running executor: from its dashboard when that may answer, else
+    through a Dask client (TLS, no dashboard recorded in the directory, an unknown id).
+
+    The dashboard answers without Dask distributed, which takes longer to import than the rest.
+    """
+    dashboard = None
+    if not any(tls_files):
+        from bespoke_dask.config import setting
+        from bespoke_dask.http_client import dashboard_of
+
+        dashboard = dashboard_of(executor_directory(directory), setting("scheduler-address", scheduler))
+    answer = None if dashboard is None else getattr(dashboard, operation)(*args)
+    if answer is not None:
+        return answer
+    executor = _connect(scheduler, directory, *tls_files)
+    try:
+        return getattr(executor, operation)(*args)
+    finally:
+        executor.stop()
+
+
+def _watch(executor: "BespokeDaskExecutor", workflow_id: str, quiet: bool = False) -> "BespokeExecutorOutput":
     """Wait for the workflow, showing each status it pushes (and the elapsed times) unless `quiet`."""
     if quiet:
         return executor.wait_until_complete(workflow_id)
     view = "waiting for the executor"
     with Live(console=console, refresh_per_second=4, get_renderable=lambda: view) as live:
 
-        def show(output: BespokeExecutorOutput) -> None:
+        def show(output: "BespokeExecutorOutput") -> None:
             nonlocal view
             view = status_view(output)  # re-rendered 4 times a second: running stages' times go on
             live.refresh()
@@ -371,7 +398,7 @@ def _watch(executor: BespokeDaskExecutor, workflow_id: str, quiet: bool = False)
 
 
 def _report(
-    result: BespokeExecutorOutput, output, output_force_field, exit_on_failure=True, quiet=False,
+    result: "BespokeExecutorOutput", output, output_force_field, exit_on_failure=True, quiet=False,
     report: Path | None = None, report_dir: Path | None = None,
 ) -> None:
     """Print the fit's quality, write the requested files, exit 2 on a failed workflow."""

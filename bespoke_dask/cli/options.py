@@ -1,4 +1,10 @@
-"""Options shared by several commands, and the conversion of user errors into exit code 2."""
+"""Options shared by several commands, and the conversion of user errors into exit code 2.
+
+Light on purpose: every command's module imports this one, and `--help` must not wait for Dask
+or the workflow schema (they load inside the commands that use them).
+"""
+
+from __future__ import annotations
 
 import datetime
 import functools
@@ -7,24 +13,24 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import click
 import typer
 from rich.console import Console
 
-from bespoke_dask.errors import InputError, one_line
-from bespoke_dask.executor import ExecutorNotFound
-from bespoke_dask.schema import BespokeWorkflow, ForceBalanceSettings, LeastSquaresSettings, QCSpec
-from bespoke_dask.service import DirectoryBusy
-from bespoke_dask.workflows import BespokeWorkflowFactory
+from bespoke_dask.errors import DirectoryBusy, ExecutorNotFound, InputError, one_line
+
+if TYPE_CHECKING:
+    from bespoke_dask.schema import BespokeWorkflow
+    from bespoke_dask.workflows import BespokeWorkflowFactory
 
 console = Console()
 errors = Console(stderr=True)
 
 USER_ERRORS = (InputError, FileNotFoundError, ExecutorNotFound, DirectoryBusy)
 ERROR_LOG = Path(typer.get_app_dir("bespoke-dask")) / "errors.log"
-OPTIMIZERS = {"forcebalance": ForceBalanceSettings, "lsq": LeastSquaresSettings}
+DEFAULT_DIRECTORY = "bespoke-executor"  # shipped bespoke-dask.directory, for --help only
 
 
 def quiet_dask_logs() -> None:
@@ -103,7 +109,14 @@ Scheduler = Annotated[
         help="Scheduler address of a running executor (else BEFLOW_SCHEDULER_ADDRESS, else --directory).",
     ),
 ]
-Directory = Annotated[Path, typer.Option("--directory", help="The executor's directory.")]
+Directory = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--directory",
+        help=f"The executor's directory [default: bespoke-dask.directory, {DEFAULT_DIRECTORY}].",
+        show_default=False,
+    ),
+]
 Host = Annotated[
     Optional[str],
     typer.Option(help="Interface to listen on [default: 127.0.0.1, this machine only].", show_default=False),
@@ -134,6 +147,10 @@ def workflow_factory(
     allow_partial: bool = False,
 ) -> BespokeWorkflowFactory:
     """The named or saved workflow settings with the command-line overrides applied."""
+    from bespoke_dask import schema
+    from bespoke_dask.workflows import BespokeWorkflowFactory
+
+    optimizers = {"forcebalance": schema.ForceBalanceSettings, "lsq": schema.LeastSquaresSettings}
     factory = (
         BespokeWorkflowFactory.from_file(workflow_file)
         if workflow_file
@@ -141,7 +158,7 @@ def workflow_factory(
     )
     overrides = {}
     if qc_spec:
-        overrides["qc_spec"] = QCSpec(program=qc_spec[0], method=qc_spec[1], basis=qc_spec[2])
+        overrides["qc_spec"] = schema.QCSpec(program=qc_spec[0], method=qc_spec[1], basis=qc_spec[2])
     if target_torsion:
         overrides["target_torsion_smirks"] = target_torsion
     if force_field:
@@ -149,12 +166,19 @@ def workflow_factory(
     if allow_partial:
         overrides["allow_partial"] = True
     if optimizer:
-        if optimizer not in OPTIMIZERS:
+        if optimizer not in optimizers:
             raise InputError(f"unknown optimizer '{optimizer}': choose forcebalance or lsq")
-        overrides["optimizer"] = OPTIMIZERS[optimizer]()
+        overrides["optimizer"] = optimizers[optimizer]()
     if cache_only:
         overrides["cache_only"] = True
     return factory.model_copy(update=overrides)
+
+
+def executor_directory(directory: Path | None) -> Path:
+    """--directory, else the configured one (`bespoke-dask.directory`)."""
+    from bespoke_dask.config import setting  # Dask's config: not needed for --help
+
+    return Path(setting("directory", directory))
 
 
 def keep_files(keep: bool) -> None:

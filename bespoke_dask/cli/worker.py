@@ -7,16 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from bespoke_dask import tls as bespoke_tls
 from bespoke_dask.cli.options import Host, TLSCAFile, TLSCert, TLSKey, console, user_errors
-from bespoke_dask.cluster import PoolNanny, worker_spec
-from bespoke_dask.config import POOL_OF_WORKER_TYPE, BespokeWorkerConfig, setting
 from bespoke_dask.errors import InputError
 
 
 @user_errors
 def launch_worker(
-    worker_type: Annotated[str, typer.Option(help=f"The pool to serve: {', '.join(POOL_OF_WORKER_TYPE)}.")],
+    worker_type: Annotated[str, typer.Option(help="The pool to serve: fragmenter, qc-compute or optimizer.")],
     scheduler: Annotated[str, typer.Option(help="Scheduler address, e.g. tcp://10.0.0.1:8786.")],
     n_cores: Annotated[Optional[int], typer.Option(help="Cores per calculation [default: the pool's].", show_default=False)] = None,
     max_mem: Annotated[Optional[float], typer.Option(help="GiB per calculation [default: the pool's].", show_default=False)] = None,
@@ -36,6 +33,10 @@ def launch_worker(
 
     Listen on an address the scheduler can reach (`--host`) when it runs on another machine.
     """
+    from bespoke_dask import tls as bespoke_tls  # Dask: not needed for --help
+    from bespoke_dask.cluster import worker_spec
+    from bespoke_dask.config import POOL_OF_WORKER_TYPE, BespokeWorkerConfig, setting
+
     if worker_type not in POOL_OF_WORKER_TYPE:
         raise InputError(f"unknown worker type '{worker_type}': choose {', '.join(POOL_OF_WORKER_TYPE)}")
     pool = POOL_OF_WORKER_TYPE[worker_type]
@@ -50,6 +51,8 @@ def launch_worker(
 
 
 async def _serve(scheduler: str, options: dict, n_workers: int) -> None:
+    from bespoke_dask.cluster import PoolNanny
+
     nannies = [PoolNanny(scheduler, **options) for _ in range(n_workers)]
     await asyncio.gather(*nannies)
     try:

@@ -1,4 +1,7 @@
-"""Client commands answer without loading the chemistry stack, and speak JSON for scripts."""
+"""Client commands answer without loading the chemistry stack, and speak JSON for scripts.
+
+`--help` loads no Dask either, and `list`/`retrieve` read a local executor's dashboard without it.
+"""
 
 import json
 
@@ -6,11 +9,22 @@ import pytest
 
 import client_process
 
+DISTRIBUTED = ("distributed", *client_process.CHEMISTRY)
+DASK = ("dask", *DISTRIBUTED)  # dask itself loads only to read the settings (dask.config)
+
 
 def test_help_loads_no_chemistry():
     code, stdout, stderr, loaded = client_process.run("--help")
     assert code == 0, stderr
     assert "executor" in stdout
+    assert loaded == []
+
+
+@pytest.mark.parametrize("command", [(), ("executor",), ("executor", "list"), ("launch-worker",), ("cache", "info")])
+def test_help_loads_no_dask(command):
+    code, stdout, stderr, loaded = client_process.run(*command, "--help", packages=DASK)
+    assert code == 0, stderr
+    assert "Usage" in stdout
     assert loaded == []
 
 
@@ -51,3 +65,42 @@ def test_watch_quiet_prints_nothing_and_exits_0_on_success(running_executor):
     assert code == 0, stderr
     assert stdout == ""
     assert loaded == []
+
+
+@pytest.mark.slow
+def test_list_and_retrieve_from_the_directory_read_the_dashboard_without_dask(running_executor):
+    finished = running_executor.ids[0]
+    running_executor.wait_until_complete(finished)
+    directory = str(running_executor.directory)
+    through_dask = ("--scheduler", running_executor.scheduler_address)  # no directory: no dashboard known
+
+    code, stdout, stderr, loaded = client_process.run(
+        "executor", "retrieve", "--id", finished, "--json", "--directory", directory, packages=DISTRIBUTED
+    )
+    assert code == 0, stderr
+    assert loaded == []
+    code, expected, stderr, loaded = client_process.run(
+        "executor", "retrieve", "--id", finished, "--json", *through_dask, packages=("distributed",)
+    )
+    assert code == 0 and loaded == ["distributed"], stderr  # the same document through a Dask client
+    assert json.loads(stdout) == json.loads(expected)
+
+    code, stdout, stderr, loaded = client_process.run("executor", "list", "--directory", directory, packages=DISTRIBUTED)
+    assert code == 0, stderr
+    assert loaded == []
+    assert all(workflow_id in stdout for workflow_id in running_executor.ids) and "success" in stdout
+    code, stdout, stderr, loaded = client_process.run(
+        "executor", "list", "--json", "--status", "success", "--directory", directory, packages=DISTRIBUTED
+    )
+    assert loaded == []
+    listed = {workflow["id"]: workflow for workflow in json.loads(stdout)}
+    assert listed[finished] == {key: value for key, value in json.loads(expected).items() if key != "results"}
+
+
+@pytest.mark.slow
+def test_an_unknown_id_read_from_the_directory_is_one_line(running_executor):
+    code, _, stderr, _ = client_process.run(
+        "executor", "retrieve", "--id", "99", "--directory", str(running_executor.directory)
+    )
+    assert code == 2
+    assert "99" in stderr and "Traceback" not in stderr

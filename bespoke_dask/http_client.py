@@ -1,0 +1,57 @@
+"""Read a running executor's workflows from its dashboard's JSON routes, without a Dask client.
+
+`executor list` and `retrieve` only read, and the Bespoke dashboard (`bespoke_dask.dashboard`)
+serves every workflow as `BespokeExecutorOutput` JSON, so they ask it over HTTP with the standard
+library instead of importing and connecting Dask distributed (about a second of CPU). Only for an
+executor whose `scheduler.json` names its dashboard and whose scheduler speaks plain TCP: Dask's
+dashboard has no certificates, so a TLS executor is read through Dask, behind its own.
+"""
+
+import json
+import os
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from bespoke_dask.schema import BespokeExecutorOutput
+
+SCHEDULER_FILE = "scheduler.json"  # written by the coordinator's plugin (bespoke_dask.service)
+TIMEOUT = 10.0  # s to wait for an answer, as bespoke-dask.connect-timeout's default
+
+
+class DashboardReader:
+    """`list` and `retrieve` of `BespokeDaskExecutor` as GETs of `/bespoke/api/outputs[/<id>]` on the
+    dashboard at `url`; None when it cannot answer."""
+
+    def __init__(self, url: str, timeout: float = TIMEOUT):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        # The dashboard is the executor's own: a proxy configured for the web would not reach it.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def list(self) -> "list[BespokeExecutorOutput] | None":
+        """Every workflow's status, without results (as `BespokeDaskExecutor.list`)."""
+        return self._get("outputs", lambda data: [BespokeExecutorOutput.model_validate(item) for item in data])
+
+    def retrieve(self, workflow_id: str) -> BespokeExecutorOutput | None:
+        """One workflow's status and results (as `BespokeDaskExecutor.retrieve`)."""
+        return self._get(f"outputs/{urllib.parse.quote(str(workflow_id), safe='')}", BespokeExecutorOutput.model_validate)
+
+    def _get(self, route: str, parse):
+        try:
+            with self._opener.open(f"{self.url}/bespoke/api/{route}", timeout=self.timeout) as response:
+                return parse(json.load(response))
+        except (OSError, ValueError):  # gone, an unknown id, an older executor: Dask's client says which
+            return None
+
+
+def dashboard_of(directory: str | os.PathLike, scheduler_address: str | None = None) -> DashboardReader | None:
+    """The reader of the executor running on `directory` (at `scheduler_address`, if given), if any."""
+    try:
+        info = json.loads((Path(directory) / SCHEDULER_FILE).read_text())
+        address, link = info["address"], info.get("dashboard")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not link or not address.startswith("tcp://") or scheduler_address not in (None, address):
+        return None
+    return DashboardReader(link.rsplit("/", 1)[0])  # the link names its status page
