@@ -33,8 +33,8 @@ def midpoint_jobs(scan: TorsionScanResult, settings) -> list[ConstrainedOptimiza
 
 def midpoint_scans(scans: list[TorsionScanResult], settings, store: Store, workers: int = 2) -> list[TorsionScanResult]:
     """Each scan's midpoint profile (stored optimizations reused, the others run on `workers`)."""
-    jobs = {id(scan): midpoint_jobs(scan, settings) for scan in scans}
-    missing = {job.content_hash(): job for batch in jobs.values() for job in batch
+    jobs = [midpoint_jobs(scan, settings) for scan in scans]
+    missing = {job.content_hash(): job for batch in jobs for job in batch
                if store.get(KIND, job.content_hash(), OptimizationResult) is None}
     if missing:
         print(f"{len(missing)} midpoint optimizations to run", flush=True)
@@ -46,7 +46,7 @@ def midpoint_scans(scans: list[TorsionScanResult], settings, store: Store, worke
                         store.put(KIND, key, future.result())
                     except Exception as error:  # a point the engine cannot do is left out, and said so
                         print(f"midpoint optimization failed: {error}", flush=True)
-    return [_as_scan(scan, batch, store) for scan, batch in ((s, jobs[id(s)]) for s in scans)]
+    return [_as_scan(scan, batch, store) for scan, batch in zip(scans, jobs)]
 
 
 def _as_scan(scan: TorsionScanResult, jobs: list[ConstrainedOptimization], store: Store) -> TorsionScanResult:

@@ -111,11 +111,12 @@ class BespokeDaskExecutor:
         """Disconnect; an executor this object started is shut down (and resumes next time)."""
         if self._client is not None:
             self._client.close()
+        keep = Settings().keep_tmp_files
         if self._cluster is not None:
             self._cluster.close()
-        if self._cluster is not None and not Settings().keep_tmp_files:
-            shutil.rmtree(self.directory / SCRATCH, ignore_errors=True)
-        if self._temporary and not Settings().keep_tmp_files:
+            if not keep:
+                shutil.rmtree(self.directory / SCRATCH, ignore_errors=True)
+        if self._temporary and not keep:
             shutil.rmtree(self.directory, ignore_errors=True)
         self._cluster = self._client = None
 
