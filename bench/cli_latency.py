@@ -3,10 +3,11 @@
 Client commands load no chemistry (openff, rdkit, qcengine), so each should cost little more than
 importing Dask itself. Every command runs `--repeat` times, interleaved with the reference, in one
 run; the median wall time and CPU time (user + system: less disturbed by a busy machine) of each
-are reported. `executor list` and `retrieve` talk to a real
+are reported. `executor list`, `retrieve` and `watch` talk to a real
 executor started here (one workflow submitted to it, so they have something to show): found from
 its directory as users do, they read its dashboard over HTTP; given only `--scheduler`, they use a
-Dask client (timed too, for comparison).
+Dask client (timed too, for comparison). `cancel` changes the executor, so it always goes through
+Dask (behind TLS when the executor requires it).
 
 `--baseline DIR` also times the same commands with another source tree of the package first on
 the path (e.g. an older commit unpacked with `git archive`), against the same executor.
@@ -71,6 +72,10 @@ def main() -> None:
                 "executor list --scheduler (Dask client)": bespoke_dask("executor", "list", *address),
                 "executor retrieve --scheduler (Dask client)": bespoke_dask(
                     "executor", "retrieve", "--id", workflow_id, *address
+                ),
+                "executor watch (finished id)": bespoke_dask("executor", "watch", "--id", workflow_id, *found),
+                "executor watch --scheduler (Dask client)": bespoke_dask(
+                    "executor", "watch", "--id", workflow_id, *address
                 ),
                 "executor cancel (finished id)": bespoke_dask("executor", "cancel", "--id", workflow_id, *found),
             }

@@ -18,8 +18,10 @@ from dask_jobqueue.pbs import PBSJob
 from dask_jobqueue.slurm import SLURMJob
 from distributed import Scheduler, SpecCluster
 from distributed.core import Status
+from distributed.security import Security
 
 from bespoke_dask.allocation import SrunJob
+from bespoke_dask.cluster import dashboard_address, protocol
 from bespoke_dask.config import POOLS, WORKER_TYPES, BespokeWorkerConfig, Pool, pool_setting
 from bespoke_dask.errors import InputError
 
@@ -144,27 +146,36 @@ class BatchCluster(SpecCluster):
         port: int = 0,
         dashboard_port: int | None = 0,
         plugins: tuple = (),
+        security: Security | None = None,
     ):
-        """`plugins`: scheduler plugins, e.g. the coordinator's (`service.CoordinatorPlugin`)."""
+        """`plugins`: scheduler plugins, e.g. the coordinator's (`service.CoordinatorPlugin`);
+        `security`: TLS for the scheduler and every job's workers (their certificates' paths go
+        into the job scripts, so they must be on a file system the nodes share)."""
         if system not in SYSTEMS:
             raise InputError(f"unknown batch system {system!r}: choose {', '.join(SYSTEMS)}")
         self.system = system
         self.job_class, base = SYSTEMS[system]
+        security = security or Security()
         options = {
             "host": host,
             "port": port,
+            "protocol": protocol(security),
+            "security": security,
             "dashboard": dashboard_port is not None,
-            "dashboard_address": f"{host}:{dashboard_port or 0}",
+            "dashboard_address": dashboard_address(host, dashboard_port, security),
             "preload": ["bespoke_dask.dashboard"],  # the /bespoke page and its JSON routes
             "plugins": list(plugins),
             **(dask.config.get(f"jobqueue.{base}.scheduler-options", None) or {}),
         }
         if "interface" in options:
             options.pop("host")
-        self.pool_options = {pool: job_options(system, pool, directory, host == "127.0.0.1") for pool in POOLS}
+        tls = {"security": security} if security.require_encryption else {}  # the jobs' workers' --tls-* flags
+        self.pool_options = {pool: job_options(system, pool, directory, host == "127.0.0.1") | tls for pool in POOLS}
         self.sections = {pool: pool_section(system, pool) for pool in POOLS}
         self._numbers = itertools.count()
-        super().__init__(workers={}, scheduler={"cls": Scheduler, "options": options}, name="bespoke-dask")
+        super().__init__(
+            workers={}, scheduler={"cls": Scheduler, "options": options}, security=security, name="bespoke-dask"
+        )
 
     def slots(self, pool: Pool) -> int:
         """Tasks of the pool one job runs at once."""

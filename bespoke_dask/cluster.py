@@ -44,10 +44,10 @@ def local_cluster(
         "options": {
             "host": host,
             "port": port,
-            "protocol": _protocol(security),
+            "protocol": protocol(security),
             "security": security,
             "dashboard": dashboard_port is not None,
-            "dashboard_address": f"{host}:{dashboard_port or 0}",
+            "dashboard_address": dashboard_address(host, dashboard_port, security),
             "preload": ["bespoke_dask.dashboard"],  # the /bespoke page and its JSON routes
             "plugins": list(plugins),
         },
@@ -86,7 +86,7 @@ def worker_spec(
         "cls": PoolNanny,
         "options": {
             "host": host,
-            "protocol": _protocol(security),
+            "protocol": protocol(security),
             "security": security,
             "nthreads": pool_setting(pool, "threads") + n_tasks - 1,
             "resources": {pool: n_tasks},
@@ -100,5 +100,14 @@ def worker_spec(
     }
 
 
-def _protocol(security: Security) -> str:
+def dashboard_address(host: str, port: int | None, security: Security) -> str:
+    """Where the scheduler's dashboard listens: on `host`, but on loopback when TLS is required.
+
+    The dashboard (with the /bespoke page and its JSON routes) is plain, unauthenticated HTTP;
+    an executor that requires certificates of its clients must not serve it to the network.
+    """
+    return f"{'127.0.0.1' if security.require_encryption else host}:{port or 0}"
+
+
+def protocol(security: Security) -> str:
     return "tls" if security.require_encryption else "tcp"

@@ -22,7 +22,6 @@ from bespoke_dask.errors import ExecutorNotFound, UnknownWorkflow
 from bespoke_dask.schema import BespokeExecutorOutput, BespokeWorkflow, Status
 from bespoke_dask.settings import Settings
 
-FINISHED = progress.FINISHED
 DEFAULT_DIRECTORY = setting("directory")  # bespoke-dask.directory: "bespoke-executor"
 SCRATCH = "scratch"  # the workers' files, under the executor's directory
 

@@ -1,6 +1,6 @@
 """Read a running executor's workflows from its dashboard's JSON routes, without a Dask client.
 
-`executor list` and `retrieve` only read, and the Bespoke dashboard (`bespoke_dask.dashboard`)
+`executor list`, `retrieve` and `watch` only read, and the Bespoke dashboard (`bespoke_dask.dashboard`)
 serves every workflow as `BespokeExecutorOutput` JSON, so they ask it over HTTP with the standard
 library instead of importing and connecting Dask distributed (about a second of CPU). Only for an
 executor whose `scheduler.json` names its dashboard and whose scheduler speaks plain TCP: Dask's
@@ -9,14 +9,18 @@ dashboard has no certificates, so a TLS executor is read through Dask, behind it
 
 import json
 import os
+import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-from bespoke_dask.schema import BespokeExecutorOutput
+from bespoke_dask.errors import ExecutorNotFound
+from bespoke_dask.schema import FINISHED, BespokeExecutorOutput
 
 SCHEDULER_FILE = "scheduler.json"  # written by the coordinator's plugin (bespoke_dask.service)
 TIMEOUT = 10.0  # s to wait for an answer, as bespoke-dask.connect-timeout's default
+POLL = 0.5  # s between two reads of a workflow being watched
 
 
 class DashboardReader:
@@ -36,6 +40,29 @@ class DashboardReader:
     def retrieve(self, workflow_id: str) -> BespokeExecutorOutput | None:
         """One workflow's status and results (as `BespokeDaskExecutor.retrieve`)."""
         return self._get(f"outputs/{urllib.parse.quote(str(workflow_id), safe='')}", BespokeExecutorOutput.model_validate)
+
+    def wait_until_complete(
+        self,
+        workflow_id: str,
+        callback: Callable[[BespokeExecutorOutput], None] | None = None,
+        poll: float = POLL,
+    ) -> BespokeExecutorOutput | None:
+        """Read the workflow every `poll` s until it finishes, calling `callback` with each new status
+        (as `BespokeDaskExecutor.wait_until_complete`); None if the dashboard cannot tell at first."""
+        output = shown = self.retrieve(workflow_id)
+        if output is None:
+            return None
+        if callback is not None:
+            callback(output)
+        while output.status not in FINISHED:
+            time.sleep(poll)
+            output = self.retrieve(workflow_id)
+            if output is None:
+                raise ExecutorNotFound(f"the executor stopped answering at {self.url} while workflow {workflow_id} ran")
+            if callback is not None and output != shown:
+                callback(output)
+                shown = output
+        return output
 
     def _get(self, route: str, parse):
         try:

@@ -10,9 +10,7 @@ from collections.abc import Callable
 
 from distributed import Client
 
-from bespoke_dask.schema import BespokeExecutorOutput, ScanProgress, Status, TorsionScanResult
-
-FINISHED: tuple[Status, ...] = ("success", "errored", "cancelled")
+from bespoke_dask.schema import FINISHED, BespokeExecutorOutput, ScanProgress, TorsionScanResult
 HARTREE_TO_KCAL = 627.509474  # kcal/mol per hartree
 HEARTBEAT = 10.0  # s without an event before a follower asks for the status itself
 _SHARED_FIELDS = ("status", "grid_points", "grid_points_done", "optimizations", "angles", "energies", "retries")

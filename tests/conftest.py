@@ -39,10 +39,15 @@ def running_executor(tmp_path_factory):
         directory=tmp_path_factory.mktemp("observed-executor"),
     ).start()
     executor.ids = [executor.submit(first), executor.submit(second)]
-    # followed from the start, while the first workflow's scan runs (tests/test_progress.py)
-    executor.watcher = client_process.start(
-        "executor", "watch", "--id", executor.ids[1], "--json", "--scheduler", executor.scheduler_address
-    )
+    # followed from the start, while the first workflow's scan runs (tests/test_progress.py): through
+    # a Dask client (pushed events), and from the directory (the dashboard, without Dask distributed)
+    follow = ("executor", "watch", "--id", executor.ids[1], "--json")
+    executor.watchers = {
+        "scheduler": client_process.start(*follow, "--scheduler", executor.scheduler_address),
+        "directory": client_process.start(
+            *follow, "--directory", str(executor.directory), packages=("distributed", *client_process.CHEMISTRY)
+        ),
+    }
     # and looked at in a real browser while it runs (tests/test_dashboard.py)
     executor.screenshot = tmp_path_factory.mktemp("browser") / "bespoke-page.png"
     executor.page_text = browser.render_in_background(
@@ -53,7 +58,8 @@ def running_executor(tmp_path_factory):
     )
     yield executor
     executor.page_text.cancel()
-    if executor.watcher.poll() is None:
-        executor.watcher.kill()
-        executor.watcher.communicate()
+    for watcher in executor.watchers.values():
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
     executor.stop()

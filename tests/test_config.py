@@ -87,3 +87,16 @@ def test_a_workers_memory_limit_is_memory_per_task_times_tasks():
     assert options["memory_limit"] == "4.5GiB"
     assert options["resources"] == {"qc": 3}
     assert options["pre_spawn_env"] == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+
+
+def test_with_tls_required_the_dashboard_listens_on_loopback_only(tmp_path):
+    """The dashboard is plain HTTP without authentication: under TLS it is not served to the network."""
+    from distributed.security import Security
+
+    from bespoke_dask import tls
+    from bespoke_dask.cluster import dashboard_address
+
+    required = tls.generate(tmp_path, "127.0.0.1")
+    assert dashboard_address("10.1.2.3", 8787, required) == "127.0.0.1:8787"
+    assert dashboard_address("10.1.2.3", None, required) == "127.0.0.1:0"
+    assert dashboard_address("10.1.2.3", 8787, Security()) == "10.1.2.3:8787"  # the user asked for that host

@@ -34,3 +34,4 @@ def test_a_dashboard_that_does_not_answer_reads_as_none(tmp_path):
     reader = dashboard_of(tmp_path)
     assert reader.list() is None
     assert reader.retrieve("1") is None
+    assert reader.wait_until_complete("1") is None

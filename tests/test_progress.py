@@ -12,10 +12,12 @@ from bespoke_dask.progress import topic
 pytestmark = pytest.mark.slow
 
 
-def test_watch_streams_the_shared_scans_progress_to_the_second_workflow(running_executor):
-    code, stdout, stderr, loaded = client_process.finish(running_executor.watcher)
+@pytest.mark.parametrize("source", ["scheduler", "directory"])
+def test_watch_streams_the_shared_scans_progress_to_the_second_workflow(running_executor, source):
+    """From the scheduler's events (Dask client), or polled from the dashboard (no Dask distributed)."""
+    code, stdout, stderr, loaded = client_process.finish(running_executor.watchers[source])
     assert code == 0, stderr
-    assert loaded == []  # a client command loads no chemistry
+    assert loaded == []  # a client command loads no chemistry (nor, from the directory, distributed)
     lines = [json.loads(line) for line in stdout.splitlines()]
     assert lines[-1]["status"] == "success"
     scans = [line["stages"][1]["scans"][0] for line in lines if line["stages"][1]["scans"]]

@@ -4,6 +4,7 @@ The shipped jobqueue.yaml, overridden to small shapes, drives every pool's batch
 molecule submitted from another process is fitted on those jobs' workers.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -48,7 +49,7 @@ def test_a_molecule_is_fitted_on_slurm_jobs_of_each_pools_own_shape(tmp_path):
         launch = subprocess.Popen(
             ["bespoke-dask", "executor", "launch", "--cluster", "slurm", "--directory", str(directory),
              "--jobqueue-config", str(small_jobqueue_config(tmp_path / "jobqueue.yaml")),
-             "--max-jobs", "qc-compute=1"],
+             "--max-jobs", "qc-compute=1", "--tls"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         try:
@@ -56,6 +57,7 @@ def test_a_molecule_is_fitted_on_slurm_jobs_of_each_pools_own_shape(tmp_path):
             while not (directory / "scheduler.json").exists():
                 assert launch.poll() is None and time.monotonic() < deadline, (tmp_path / "launch.log").read_text()
                 time.sleep(0.2)
+            assert json.loads((directory / "scheduler.json").read_text())["address"].startswith("tls://127.0.0.1:")
             submitted = bespoke("executor", "submit", "--smiles", "COC=O", "--workflow", "debug",
                                 "--qc-spec", "xtb", "gfn2xtb", "none", "--directory", str(directory), env=env)
             assert submitted.returncode == 0, submitted.stderr
@@ -81,6 +83,7 @@ def test_a_molecule_is_fitted_on_slurm_jobs_of_each_pools_own_shape(tmp_path):
             qc_script = next(text for name, text in scripts.items() if name.startswith("qc-compute-"))
             assert "#SBATCH --cpus-per-task=2" in qc_script and "#SBATCH --mem=3G" in qc_script
             assert "--resources qc=1" in qc_script and "export BEFLOW_QC_COMPUTE_WORKER_N_CORES=2" in qc_script
+            assert f"--tls-ca-file {directory / 'tls' / 'ca.pem'}" in qc_script  # the jobs' workers use TLS too
             fragmenter_script = next(text for name, text in scripts.items() if name.startswith("fragmenter-"))
             assert "--resources fragmenter=1" in fragmenter_script
             # the finished workflow leaves nothing to do: idle QC jobs are released

@@ -32,8 +32,10 @@ def launch_batch(
     host: str = "127.0.0.1",
     port: int = 0,
     dashboard_port: int | None = 0,
+    security=None,
 ) -> None:
-    """Run the executor with each pool's workers as batch jobs until `stop` is set."""
+    """Run the executor with each pool's workers as batch jobs until `stop` is set (`security`:
+    a distributed `Security` requiring TLS, or None)."""
     from bespoke_dask.allocation import check_allocation  # Dask and jobqueue: not needed for --help
     from bespoke_dask.batch import SYSTEMS, WORKER_TYPES, BatchCluster, load_jobqueue_config, parse_job_counts
     from bespoke_dask.scaling import PoolScaler
@@ -50,7 +52,8 @@ def launch_batch(
     with console.status(f"starting the scheduler for {system} jobs"):
         try:
             cluster = BatchCluster(
-                system, directory, host=host, port=port, dashboard_port=dashboard_port, plugins=[plugin]
+                system, directory, host=host, port=port, dashboard_port=dashboard_port, plugins=[plugin],
+                security=security,
             )
         except BaseException:
             plugin.release()

@@ -4,6 +4,7 @@ import contextlib
 import json
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -128,7 +129,8 @@ def run(
     try:
         if not quiet:
             console.print(f"dashboard: {_bespoke_page(executor.dashboard_link)}")
-        result = _watch(executor, executor.submit(workflows[0]), quiet)
+        workflow_id = executor.submit(workflows[0])
+        result = _watch(lambda callback=None: executor.wait_until_complete(workflow_id, callback=callback), quiet)
     finally:
         executor.stop()
     _report(result, output, output_force_field, quiet=quiet, report=report, report_dir=report_dir)
@@ -171,9 +173,13 @@ def launch(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if cluster != "local":  # each pool's workers as batch jobs of its jobqueue.yaml shape
+        host = setting("host", host)
+        security = None
+        if setting("tls", tls) or tls_ca_file or tls_cert or tls_key:
+            security = bespoke_tls.for_executor(directory, host, tls_ca_file, tls_cert, tls_key)
         return launch_batch(
             cluster, directory, stop, jobqueue_config, min_jobs, max_jobs,
-            setting("host", host), setting("port", port), setting("dashboard-port", dashboard_port),
+            host, setting("port", port), setting("dashboard-port", dashboard_port), security,
         )
     security = None
     if tls_ca_file or tls_cert or tls_key:
@@ -262,15 +268,15 @@ def watch(
     tls_key: TLSKey = None,
 ):
     """Show live progress of a workflow until it finishes (exit code 2 unless it succeeds)."""
-    executor = _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key)
-    try:
-        if json_lines:
-            print_line = lambda output: print(json.dumps(as_json(output, results=False)), flush=True)  # noqa: E731
-            result = executor.wait_until_complete(workflow_id, callback=print_line)
-        else:
-            result = _watch(executor, workflow_id, quiet)
-    finally:
-        executor.stop()
+
+    def follow(callback=None) -> "BespokeExecutorOutput":
+        tls_files = (tls_ca_file, tls_cert, tls_key)
+        return _read(scheduler, directory, tls_files, "wait_until_complete", workflow_id, callback=callback)
+
+    if json_lines:
+        result = follow(lambda output: print(json.dumps(as_json(output, results=False)), flush=True))
+    else:
+        result = _watch(follow, quiet)
     _report(result, None, None, quiet=quiet or json_lines)
 
 
@@ -360,9 +366,10 @@ def _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key) -> "BespokeDa
     return connect(scheduler, directory, security)
 
 
-def _read(scheduler, directory, tls_files: tuple, operation: str, *args):
-    """`list` or `retrieve` of the running executor: from its dashboard when that may answer, else
-    through a Dask client (TLS, no dashboard recorded in the directory, an unknown id).
+def _read(scheduler, directory, tls_files: tuple, operation: str, *args, **kwargs):
+    """`list`, `retrieve` or `wait_until_complete` of the running executor: from its dashboard when
+    that may answer, else through a Dask client (TLS, no dashboard recorded in the directory, an
+    unknown id).
 
     The dashboard answers without Dask distributed, which takes longer to import than the rest.
     """
@@ -372,20 +379,20 @@ def _read(scheduler, directory, tls_files: tuple, operation: str, *args):
         from bespoke_dask.http_client import dashboard_of
 
         dashboard = dashboard_of(executor_directory(directory), setting("scheduler-address", scheduler))
-    answer = None if dashboard is None else getattr(dashboard, operation)(*args)
+    answer = None if dashboard is None else getattr(dashboard, operation)(*args, **kwargs)
     if answer is not None:
         return answer
     executor = _connect(scheduler, directory, *tls_files)
     try:
-        return getattr(executor, operation)(*args)
+        return getattr(executor, operation)(*args, **kwargs)
     finally:
         executor.stop()
 
 
-def _watch(executor: "BespokeDaskExecutor", workflow_id: str, quiet: bool = False) -> "BespokeExecutorOutput":
-    """Wait for the workflow, showing each status it pushes (and the elapsed times) unless `quiet`."""
+def _watch(follow: Callable, quiet: bool = False) -> "BespokeExecutorOutput":
+    """`follow(callback)` a workflow to its end, showing each status (and the elapsed times) unless `quiet`."""
     if quiet:
-        return executor.wait_until_complete(workflow_id)
+        return follow()
     view = "waiting for the executor"
     with Live(console=console, refresh_per_second=4, get_renderable=lambda: view) as live:
 
@@ -394,7 +401,7 @@ def _watch(executor: "BespokeDaskExecutor", workflow_id: str, quiet: bool = Fals
             view = status_view(output)  # re-rendered 4 times a second: running stages' times go on
             live.refresh()
 
-        return executor.wait_until_complete(workflow_id, callback=show)
+        return follow(show)
 
 
 def _report(

@@ -5,6 +5,7 @@ from bespoke_dask.schema.drawings import Drawing, DrawingRequest, Drawings
 from bespoke_dask.schema.results import (
     BespokeExecutorOutput,
     BespokeTorsion,
+    FINISHED,
     FitResult,
     FitTarget,
     ProfileError,

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from openff.toolkit import ForceField
 
 Status = Literal["waiting", "running", "errored", "success", "cancelled"]
+FINISHED: tuple[Status, ...] = ("success", "errored", "cancelled")
 StageType = Literal["fragmentation", "qc-generation", "optimization"]
 
 PROFILE_PROTOCOL = (
