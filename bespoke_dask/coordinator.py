@@ -9,8 +9,13 @@ coordinator on the same directory resumes whatever was left unfinished.
 
 import asyncio
 import contextlib
+import contextvars
+import hashlib
+import itertools
+import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from dask.utils import format_time
@@ -36,7 +41,12 @@ from bespoke_dask.schema import (
 )
 from bespoke_dask.store import Store
 
+logger = logging.getLogger(__name__)
+
 SCANS = "scan"  # store folder of finished torsiondrives, keyed by their task's hash
+# Dask priority of the tasks a driver submits: minus its workflow's number, so that the
+# workflows submitted first finish first instead of every workflow advancing in step.
+_priority: contextvars.ContextVar[int] = contextvars.ContextVar("priority", default=0)
 
 
 class CacheMiss(LookupError):
@@ -68,7 +78,13 @@ class Coordinator:
         self._finished = finished or (lambda workflow_id: None)
         self.directory = Path(directory)
         self.store = Store(self.directory / "store")
+        # Every store call after loading runs on this thread, in order: the scheduler's event loop
+        # never waits for the disk, and a read queued after a write sees it.
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="bespoke-store")
         self.records = {record.output.id: record for record in self._load_records()}
+        by_number = sorted(self.records.values(), key=lambda record: int(record.output.id))
+        self._ids = {_identity(record.workflow): record.output.id for record in by_number}  # the latest of each
+        self._numbers = itertools.count(max(map(int, self.records), default=0) + 1)
         self._drivers: dict[str, asyncio.Task] = {}
         self._shared: dict[str, asyncio.Task] = {}
         self._waiters: dict[str, int] = {}
@@ -80,12 +96,12 @@ class Coordinator:
     # -- workflows -------------------------------------------------------------------
     def submit(self, workflow: BespokeWorkflow) -> str:
         """Start a workflow; an identical one already finished or under way keeps its id."""
-        work = workflow.model_copy(update={"id": None})
-        for record in self.records.values():
-            same = record.workflow.model_copy(update={"id": None}) == work
-            if same and record.output.status not in ("errored", "cancelled"):
-                return record.output.id
-        workflow_id = str(max(map(int, self.records), default=0) + 1)
+        identity = _identity(workflow)
+        same = self.records.get(self._ids.get(identity))
+        if same is not None and same.output.status not in ("errored", "cancelled"):
+            return same.output.id
+        workflow_id = str(next(self._numbers))
+        self._ids[identity] = workflow_id
         record = WorkflowRecord(
             workflow=workflow.model_copy(update={"id": workflow_id}),
             output=BespokeExecutorOutput(id=workflow_id, smiles=workflow.smiles, qc_spec=workflow.qc_spec),
@@ -136,6 +152,7 @@ class Coordinator:
         for driver in [*self._drivers.values(), *self._background]:
             driver.cancel()
         await asyncio.gather(*self._drivers.values(), *self._background, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._io.shutdown)  # every write done
         await self.client.close()
 
     def _start(self, record: WorkflowRecord) -> None:
@@ -144,6 +161,7 @@ class Coordinator:
         driver.add_done_callback(lambda _: self._closing or self._finished(record.output.id))
 
     async def _drive(self, record: WorkflowRecord) -> None:
+        _priority.set(-int(record.output.id))  # this task's context: inherited by its scans
         workflow = record.workflow.model_copy(update={"id": None})  # ids must not change keys
         self._spawn(self._draw(record, [record.output.smiles], [[]]))
         timeouts = workflow.timeouts
@@ -159,7 +177,7 @@ class Coordinator:
             async with self._stage(record, "qc-generation") as status:
                 tasks = {target.scan.content_hash(): target.scan for target in targets}
                 if workflow.cache_only:
-                    self._check_cached(tasks)
+                    await self._check_cached(tasks)
                 status.scans = [ScanProgress(smiles=task.smiles) for task in tasks.values()]
                 bonds = [(a + 1, b + 1) for t in targets for p in t.parameters for a, b in p.parent_bonds]
                 scans = [task.smiles for task in tasks.values()]
@@ -214,9 +232,10 @@ class Coordinator:
                 self._save(record)
 
     # -- torsiondrives ---------------------------------------------------------------
-    def _check_cached(self, tasks: dict[str, TorsionScanTask]) -> None:
+    async def _check_cached(self, tasks: dict[str, TorsionScanTask]) -> None:
         """Raise naming every scan the store lacks (a cache-only workflow runs no QC)."""
-        missing = [task for key, task in tasks.items() if self.store.get(SCANS, key, TorsionScanResult) is None]
+        stored = [await self._stored("get", SCANS, key, TorsionScanResult) for key in tasks]
+        missing = [task for task, scan in zip(tasks.values(), stored) if scan is None]
         if missing:
             names = "; ".join(f"{task.smiles} ({task.grid_spacing} deg, {task.qc_spec.program} "
                               f"{task.qc_spec.method}/{task.qc_spec.basis})" for task in missing)
@@ -229,7 +248,7 @@ class Coordinator:
         key = task.content_hash()
         limit = policy.timeout("torsiondrive", timeouts)
         try:
-            result = self.store.get(SCANS, key, TorsionScanResult)
+            result = await self._stored("get", SCANS, key, TorsionScanResult)
             if result is None:
                 shared = self._scans.setdefault(key, SharedScan(task.smiles))
                 shared.attach(progress, changed)
@@ -267,7 +286,7 @@ class Coordinator:
                     angles=angles,
                     energies=energies,
                 )
-            self.store.put(SCANS, task.content_hash(), step.result)
+            await self._stored("put", SCANS, task.content_hash(), step.result)
             return step.result
         finally:
             if self._scans.get(task.content_hash()) is shared:
@@ -301,7 +320,7 @@ class Coordinator:
         """
         key = graph.task_key(stage, *args)
         if stage.cached:
-            stored = self.store.get(stage.name, key, stage.result_type)
+            stored = await self._stored("get", stage.name, key, stage.result_type)
             if stored is not None:
                 return stored
         try:
@@ -311,7 +330,7 @@ class Coordinator:
                 notes.extend(note for note in self._retried.get(key, []) if note not in notes)
 
     async def _compute(self, stage: Stage, key: str, args: tuple, timeout: float | None):
-        future = graph.submit(self.client, stage, *args, timeout=timeout)
+        future = graph.submit(self.client, stage, *args, timeout=timeout, priority=_priority.get())
         attempt = 0
         while True:
             try:
@@ -334,14 +353,14 @@ class Coordinator:
                     await self.client.retry([future])
                     continue
                 if stage.cached:
-                    self.store.put_failure(stage.name, key, one_line(error))
+                    await self._stored("put_failure", stage.name, key, one_line(error))
                 if policy.worker_died(error):
                     raise RuntimeError(
                         f"{policy.label(stage.name)} failed after {attempt} re-runs: {policy.death(error)}"
                     ) from error
                 raise
         if stage.cached:
-            self.store.put(stage.name, key, result)
+            await self._stored("put", stage.name, key, result)
         return result
 
     async def _stop(self, future) -> None:
@@ -408,8 +427,14 @@ class Coordinator:
 
     # -- records ---------------------------------------------------------------------
     def _save(self, record: WorkflowRecord) -> None:
-        self.store.put("workflows", _record_key(record.output.id), record)
+        """Write the record (a snapshot taken now; the disk is written on the store's thread) and push it."""
+        entry = record.model_dump(mode="json")
+        self._io.submit(self.store.put, "workflows", _record_key(record.output.id), entry).add_done_callback(_logged)
         self._publish(record)
+
+    async def _stored(self, method: str, *args):
+        """`self.store.<method>(*args)`, on the store's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._io, getattr(self.store, method), *args)
 
     def _load_records(self):
         for key in self.store.keys("workflows"):
@@ -421,6 +446,11 @@ class Coordinator:
 async def _log_event(client: Client, topic_name: str, message: dict) -> None:
     with contextlib.suppress(Exception):  # a status nobody could receive is no error
         await client.log_event(topic_name, message)
+
+
+def _logged(write: Future) -> None:
+    if write.exception() is not None:
+        logger.error("a workflow record could not be written: %s", one_line(write.exception()))
 
 
 def _record_key(workflow_id: str) -> str:
@@ -439,3 +469,8 @@ def seed_scans(directory: str | Path, scans: list[TorsionScanResult]) -> int:
         new += store.get(SCANS, key, TorsionScanResult) is None
         store.put(SCANS, key, scan)
     return new
+
+
+def _identity(workflow: BespokeWorkflow) -> str:
+    """What makes two submissions the same workflow: everything but the id."""
+    return hashlib.sha256(workflow.model_copy(update={"id": None}).model_dump_json().encode()).hexdigest()

@@ -57,10 +57,11 @@ def task_key(stage: Stage, *args) -> str:
     return f"{stage.name}-{digest.hexdigest()[:40]}"
 
 
-def submit(client: Client, stage: Stage, *args, timeout: float | None = None):
+def submit(client: Client, stage: Stage, *args, timeout: float | None = None, priority: int = 0):
     """Submit one stage call as a Dask task holding one unit of its pool's resource.
 
     A stage with a pool runs in a child process of its worker, stopped after `timeout` seconds.
+    Among tasks waiting for a worker, a higher `priority` runs first.
     """
     key = task_key(stage, *args)
     return client.submit(
@@ -71,6 +72,7 @@ def submit(client: Client, stage: Stage, *args, timeout: float | None = None):
         *args,
         key=key,
         resources={stage.pool: 1} if stage.pool else None,
+        priority=priority,
     )
 
 

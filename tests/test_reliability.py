@@ -170,6 +170,24 @@ def test_cancel_stops_one_workflows_calculations_and_not_the_others(executor):
     assert _stray_processes(executor) == []
 
 
+def _waiting_priorities(prefix: str, dask_scheduler=None) -> set[int]:
+    """Run on the scheduler: the user priorities of the tasks of one stage it holds."""
+    return {-task.priority[0] for key, task in dask_scheduler.tasks.items() if str(key).startswith(prefix)}
+
+
+def test_the_tasks_of_a_workflow_submitted_earlier_go_first(executor):
+    """Each workflow's tasks carry minus its number as their Dask priority, so that molecules
+    started first finish first instead of all advancing in step."""
+    ids = [executor.submit(DEBUG.optimization_schema_from_smiles(smiles)) for smiles in ("CCOC", "CCSC")]
+    wanted, seen = {-int(workflow_id) for workflow_id in ids}, set()
+    deadline = time.monotonic() + 300
+    while not wanted <= seen and time.monotonic() < deadline:
+        seen |= executor._client.run_on_scheduler(_waiting_priorities, "qc-")
+        time.sleep(0.05)
+    assert wanted <= seen, seen
+    assert all(executor.cancel(i).status in ("cancelled", "success") for i in ids)
+
+
 def test_corrupt_and_truncated_entries_are_recomputed(executor, caplog):
     store = executor.directory / "store"
     done = DEBUG.optimization_schema_from_smiles("COC=O")  # finished in the first test, if it ran
