@@ -9,10 +9,10 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from distributed import Client, get_worker
+from distributed import Client, WorkerPlugin, get_worker
 
 from bespoke_dask import policy, sandbox
-from bespoke_dask.config import BespokeWorkerConfig, Pool
+from bespoke_dask.config import POOLS, BespokeWorkerConfig, Pool
 from bespoke_dask.schema import (
     ConstrainedOptimization,
     Drawings,
@@ -74,6 +74,17 @@ def submit(client: Client, stage: Stage, *args, timeout: float | None = None, pr
         resources={stage.pool: 1} if stage.pool else None,
         priority=priority,
     )
+
+
+class WarmStageProcesses(WorkerPlugin):
+    """On a worker of a stage pool: start the forkserver of its stage processes as the worker starts,
+    so the chemistry stack is imported while the worker waits, not when its first task needs it."""
+
+    name = "bespoke-warm-stage-processes"
+
+    def setup(self, worker) -> None:
+        if set(worker.state.total_resources) & set(POOLS):
+            sandbox.warm()
 
 
 def stop(key: str) -> bool:

@@ -11,8 +11,12 @@ new one). The child:
   geomeTRIC's `tmp*` folders and sqm's files land there), removed afterwards unless
   BEFLOW_KEEP_TMP_FILES is set;
 - watches its worker: when the worker dies, however it died, the child kills its group.
+
+`warm` starts the forkserver ahead of the first call (the executor has every stage worker do it
+as it joins: `graph.WarmStageProcesses`).
 """
 
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -60,7 +64,8 @@ class _Child:
         self.calls, theirs = _mp().Pipe(duplex=True)
         watch, self._alive = _mp().Pipe(duplex=False)  # never written: EOF when the worker dies
         self.process = _mp().Process(target=_serve, args=(theirs, watch), name="bespoke-stage", daemon=True)
-        _start(self.process)
+        with _as_parent():
+            self.process.start()
         theirs.close()
         watch.close()
 
@@ -147,13 +152,23 @@ def _mp():
     return _context
 
 
-def _start(child: multiprocessing.Process) -> None:
-    """Start `child` even from a daemonic Dask worker process, without re-running `__main__`.
+def warm() -> None:
+    """Start the forkserver now, so that it has imported the stage modules before the first call."""
+    from multiprocessing import forkserver
+
+    _mp()
+    with _as_parent():
+        forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def _as_parent():
+    """Let this process start children, even a daemonic Dask worker, without re-running `__main__`.
 
     multiprocessing forbids children of daemonic processes so that none outlives its parent;
     ours cannot: each watches its worker and kills itself when the worker goes. And it runs
-    the parent's main script again in each child (as spawn does); a stage needs nothing from
-    it, so the child is shown an empty `__main__`.
+    the parent's main script again in the forkserver (as spawn does); a stage needs nothing from
+    it, so the forkserver is shown an empty `__main__`.
     """
     me = multiprocessing.current_process()
     daemonic, main = me._config.get("daemon"), sys.modules["__main__"]
@@ -161,7 +176,7 @@ def _start(child: multiprocessing.Process) -> None:
         me._config["daemon"] = False
         sys.modules["__main__"] = types.ModuleType("__main__")
         try:
-            child.start()
+            yield
         finally:
             me._config["daemon"] = daemonic
             sys.modules["__main__"] = main

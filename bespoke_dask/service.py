@@ -21,6 +21,7 @@ from distributed import Client, SchedulerPlugin
 from distributed.security import Security
 from distributed.utils import format_dashboard_link
 
+from bespoke_dask import graph
 from bespoke_dask.config import setting
 from bespoke_dask.coordinator import Coordinator
 from bespoke_dask.errors import DirectoryBusy
@@ -69,6 +70,7 @@ class CoordinatorPlugin(SchedulerPlugin):
         client = await Client(
             scheduler.address, asynchronous=True, security=_client_security(scheduler.security)
         )
+        await client.register_plugin(graph.WarmStageProcesses())  # every worker, also those joining later
         self.coordinator = Coordinator(client, self.directory, finished=self._announce)
         for workflow_id in self.coordinator.finished():
             self._announce(workflow_id)

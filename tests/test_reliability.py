@@ -232,12 +232,12 @@ def _files_under(directory: Path) -> set[Path]:
     return set(directory.rglob("*"))
 
 
-def test_fifty_workflows_leak_no_files_threads_or_processes(executor, tmp_path, monkeypatch):
-    """Fits of one molecule with 60 priors, 10 at a time: fragments and scans from the store.
+def test_thirty_workflows_leak_no_files_threads_or_processes(executor, tmp_path, monkeypatch):
+    """Fits of one molecule with 40 priors, 10 at a time: fragments and scans from the store.
 
     A warm-up batch opens the connections, pools and stage processes that 10 concurrent
     workflows need (the scheduler and its coordinator live in this process, and Dask keeps
-    connections for reuse); the 50 after it may not add to them. The workers' temporary files
+    connections for reuse); the 30 after it may not add to them. The workers' temporary files
     go to the executor's scratch, this process's to a folder of the test's own (the machine's
     /tmp is shared): neither may gain a file.
     """
@@ -252,7 +252,7 @@ def test_fifty_workflows_leak_no_files_threads_or_processes(executor, tmp_path, 
     batch([4.0 + i / 10 for i in range(10)])  # warm up
     scratch = executor.directory / "scratch"
     before, files = _resources(executor), _files_under(scratch)
-    for start in range(5):
+    for start in range(3):
         batch([5.0 + start + i / 10 for i in range(10)])
     after = _resources(executor)
     for process, (open_files, threads, children) in before.items():

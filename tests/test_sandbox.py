@@ -106,3 +106,25 @@ def test_calls_share_a_child_until_one_is_killed():
         sandbox.run(time.sleep, (60,), name="stuck", timeout=0.5)
     assert _gone(first)
     assert sandbox.run(os.getpid, name="third") not in (first, os.getpid())
+
+
+def _forkservers() -> int:
+    """How many forkservers this process has started."""
+    children = psutil.Process().children()
+    return sum("forkserver" in " ".join(child.cmdline()) for child in children)
+
+
+@pytest.mark.slow
+def test_stage_workers_start_their_forkserver_before_their_first_task(tmp_path):
+    """The stage modules are imported while the workers wait, not when the first task needs them;
+    a worker of no stage pool (none here) would not start one."""
+    from bespoke_dask import BespokeDaskExecutor
+
+    with BespokeDaskExecutor(
+        n_fragmenter_workers=1, n_qc_compute_workers=1, n_optimizer_workers=0, directory=tmp_path
+    ) as executor:
+        deadline = time.monotonic() + 120
+        while sorted(executor._client.run(_forkservers).values()) != [1, 1]:
+            assert time.monotonic() < deadline, executor._client.run(_forkservers)
+            time.sleep(0.2)
+        assert executor.list() == []  # nothing was submitted: no task started them
