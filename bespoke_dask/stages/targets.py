@@ -15,6 +15,7 @@ from rdkit import Chem
 from bespoke_dask.schema import (
     BespokeTorsion,
     BespokeWorkflow,
+    Fragment,
     FragmentationResult,
     TorsionScanTask,
     TorsionTarget,
@@ -38,10 +39,18 @@ def bespoke_targets(workflow: BespokeWorkflow, fragmentation: FragmentationResul
     equivalent = _equivalent_bonds(parent, target_bonds(parent, workflow.target_torsion_smirks))
     parameters: dict[str, BespokeTorsion] = {}
     planned: list[tuple[list[str], TorsionScanTask]] = []
+    fragments = []
     for fragment in fragmentation.fragments:
         molecule = parent_molecule(fragment.smiles)
         bonds = equivalent[tuple(sorted(fragment.parent_bond))]
-        types = torsion_types(parent, bonds, molecule, fragment.bond_indices, fragment.atom_map)
+        try:
+            types = torsion_types(parent, bonds, molecule, fragment.bond_indices, fragment.atom_map)
+        except BespokeSmirksError:
+            # The fragment cannot tell the bond's torsions from others' (a cut chain made it
+            # symmetric with another bond, e.g. CCCOCC's O-C cut to CCOCC): scan it in the parent.
+            fragment, molecule = _whole_parent(fragmentation.parent_smiles, parent, fragment.parent_bond), parent
+            types = torsion_types(parent, bonds, molecule, fragment.bond_indices, fragment.atom_map)
+        fragments.append(fragment)
         for torsion_type in types:
             known = parameters.get(torsion_type.smirks)
             parameters[torsion_type.smirks] = _parameter(torsion_type, bonds, known, base_labels, workflow.periodicities)
@@ -53,9 +62,16 @@ def bespoke_targets(workflow: BespokeWorkflow, fragmentation: FragmentationResul
             targets.append(target)
     force_field = load_force_field(build_force_field(workflow.initial_force_field, list(parameters.values())))
     check_labels(force_field, parent, list(parameters.values()))
-    for fragment in fragmentation.fragments:
+    for fragment in fragments:
         check_fragment_labels(force_field, parent_molecule(fragment.smiles), fragment.bond_indices, parameters)
     return targets
+
+
+def _whole_parent(parent_smiles: str, parent: Molecule, bond: Bond) -> Fragment:
+    """The parent itself as the fragment of one of its bonds."""
+    return Fragment(
+        smiles=parent_smiles, bond_indices=bond, parent_bond=bond, atom_map={i: i for i in range(parent.n_atoms)}
+    )
 
 
 def _equivalent_bonds(parent: Molecule, bonds: list[Bond]) -> dict[Bond, list[Bond]]:

@@ -101,3 +101,24 @@ def test_a_broken_parameter_fails_the_parent_check_naming_the_bond(paracetamol):
     wrong = [broken] + parameters[1:]
     with pytest.raises(BespokeSmirksError, match=r"bond \(\d+, \d+\)"):
         check_labels(ForceField(build_force_field(SAGE, wrong)), parent, wrong)
+
+
+def test_a_bond_its_fragment_makes_symmetric_with_another_is_scanned_in_the_parent():
+    """Propyl ethyl ether: the Pfizer fragment of the O-ethyl bond cuts the propyl to an ethyl, so in
+    it (diethyl ether) both C-O bonds are the same; no SMIRKS can tell them apart there."""
+    workflow = _workflow("CCCOCC")
+    fragmentation = fragment(workflow)
+    targets = bespoke_targets(workflow, fragmentation)
+    parent = parent_molecule(workflow.smiles)
+    assert {t.scan.smiles for t in targets} >= {_scanned(fragmentation.parent_smiles, targets)}
+    force_field = ForceField(build_force_field(SAGE, _parameters(targets)))
+    check_labels(force_field, parent, _parameters(targets))  # every target torsion of the parent is bespoke
+    assert len({p.smirks for p in _parameters(targets)}) == len(_parameters(targets))
+
+
+def _scanned(parent_smiles: str, targets) -> str:
+    """The scan SMILES of the target whose molecule is the whole parent (same heavy-atom count)."""
+    size = Molecule.from_mapped_smiles(parent_smiles).n_atoms
+    whole = [t.scan.smiles for t in targets if Molecule.from_smiles(t.scan.smiles).n_atoms == size]
+    assert whole, [t.scan.smiles for t in targets]
+    return whole[0]
