@@ -32,10 +32,12 @@ def launch_batch(
     host: str = "127.0.0.1",
     port: int = 0,
     dashboard_port: int | None = 0,
-    security=None,
+    tls: bool = False,
+    tls_files: tuple = (None, None, None),
 ) -> None:
-    """Run the executor with each pool's workers as batch jobs until `stop` is set (`security`:
-    a distributed `Security` requiring TLS, or None)."""
+    """Run the executor with each pool's workers as batch jobs until `stop` is set; with `tls`,
+    on the certificates `tls_files` (CA, certificate, key), else dask config's, else generated."""
+    from bespoke_dask import tls as bespoke_tls
     from bespoke_dask.allocation import check_allocation  # Dask and jobqueue: not needed for --help
     from bespoke_dask.batch import SYSTEMS, WORKER_TYPES, BatchCluster, load_jobqueue_config, parse_job_counts
     from bespoke_dask.scaling import PoolScaler
@@ -50,7 +52,8 @@ def launch_batch(
     _show_job_events()
     plugin = CoordinatorPlugin(directory)  # locks the directory; runs on the scheduler below
     with console.status(f"starting the scheduler for {system} jobs"):
-        try:
+        try:  # certificates only once the directory is ours, as for a local executor
+            security = bespoke_tls.for_executor(directory, host, *tls_files) if tls else None
             cluster = BatchCluster(
                 system, directory, host=host, port=port, dashboard_port=dashboard_port, plugins=[plugin],
                 security=security,

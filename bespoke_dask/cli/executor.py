@@ -173,13 +173,11 @@ def launch(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if cluster != "local":  # each pool's workers as batch jobs of its jobqueue.yaml shape
-        host = setting("host", host)
-        security = None
-        if setting("tls", tls) or tls_ca_file or tls_cert or tls_key:
-            security = bespoke_tls.for_executor(directory, host, tls_ca_file, tls_cert, tls_key)
+        tls_files = (tls_ca_file, tls_cert, tls_key)
         return launch_batch(
             cluster, directory, stop, jobqueue_config, min_jobs, max_jobs,
-            host, setting("port", port), setting("dashboard-port", dashboard_port), security,
+            setting("host", host), setting("port", port), setting("dashboard-port", dashboard_port),
+            tls=bool(setting("tls", tls) or any(tls_files)), tls_files=tls_files,
         )
     security = None
     if tls_ca_file or tls_cert or tls_key:
