@@ -17,8 +17,10 @@ import pytest
 
 from bespoke_dask import BespokeDaskExecutor, BespokeWorkflowFactory, sandbox
 from bespoke_dask.cli.options import batch_workflows
+from bespoke_dask.executor import connect
 from bespoke_dask.schema import ForceBalanceSettings, QCSpec, StageTimeouts, WBOFragmentation
 from bespoke_dask.store import Store
+from launched import Executor
 
 pytestmark = pytest.mark.slow
 
@@ -217,52 +219,63 @@ def test_corrupt_and_truncated_entries_are_recomputed(executor, caplog):
     assert sum(map(whole, qc_entries)) >= rescanned["n_optimizations"]  # its optimizations ran again
 
 
-def _resources(executor) -> dict[str, tuple[int, int, int]]:
-    """(open files, threads, child processes) of this process and of every worker."""
+def _resources(executor, scheduler: psutil.Process) -> dict[str, tuple[int, int, int]]:
+    """(open files, threads, child processes) of the scheduler's process and of every worker,
+    and this client's connections to them."""
     def count(process):
         return process.num_fds(), process.num_threads(), len(process.children(recursive=True))
 
-    counts = {"client": count(psutil.Process())}
-    for address, pid in executor._client.run(os.getpid).items():
-        counts[address] = count(psutil.Process(pid))
-    return counts
+    workers = executor.client.run(os.getpid)
+    counts = {"scheduler": count(scheduler)} | {a: count(psutil.Process(pid)) for a, pid in workers.items()}
+    ports = {int(address.rsplit(":", 1)[1]) for address in [*workers, executor.client.scheduler.address]}
+    mine = [c for c in psutil.Process().net_connections("inet") if c.raddr and c.raddr.port in ports]
+    return counts | {"client connections": (len(mine), 0, 0)}
 
 
 def _files_under(directory: Path) -> set[Path]:
     return set(directory.rglob("*"))
 
 
-def test_thirty_workflows_leak_no_files_threads_or_processes(executor, tmp_path, monkeypatch):
-    """Fits of one molecule with 50 priors, 10 at a time: fragments and scans from the store.
+def test_thirty_workflows_leak_no_files_threads_or_processes(tmp_path, monkeypatch):
+    """Fits of one molecule with 50 priors, 10 at a time, on a launched executor: fragments and
+    scans from the store.
 
-    Two warm-up batches open the connections, pools and stage processes that 10 concurrent
-    workflows need (the scheduler and its coordinator live in this process, and Dask keeps
-    connections for reuse); the 30 after them may not add to them. The workers' temporary files
-    go to the executor's scratch, this process's to a folder of the test's own (the machine's
-    /tmp is shared): neither may gain a file.
+    The executor runs in a process of its own, so only its own descriptors, threads and children
+    count (this test process holds what earlier tests left). Two warm-up batches open the
+    connections, pools and stage processes that 10 concurrent workflows need (Dask keeps
+    connections for reuse); the 30 after them may not add to them. The workers' temporary files go
+    to the executor's scratch, this client's to a folder of the test's own (the machine's /tmp is
+    shared): neither may gain a file.
     """
     molecule = DEBUG.optimization_schema_from_smiles("COC=O")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    directory, client_tmp = tmp_path / "executor", tmp_path / "client-tmp"
+    client_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(client_tmp))
+    launched = Executor(directory, *(f"--n-{pool}-workers=1" for pool in ("fragmenter", "qc-compute", "optimizer")))
+    executor = connect(directory=directory)
+    try:
+        def batch(widths):
+            ids = [executor.submit(molecule.model_copy(update={"prior_width": w})) for w in widths]
+            for workflow_id in ids:
+                assert executor.wait_until_complete(workflow_id, frequency=0.1).status == "success"
 
-    def batch(widths):
-        ids = [executor.submit(molecule.model_copy(update={"prior_width": w})) for w in widths]
-        for workflow_id in ids:
-            assert executor.wait_until_complete(workflow_id, frequency=0.1).status == "success"
-
-    for start in range(2):  # warm up: one batch left Dask's connection pool still growing in a full run
-        batch([3.0 + start + i / 10 for i in range(10)])
-    scratch = executor.directory / "scratch"
-    before, files = _resources(executor), _files_under(scratch)
-    for start in range(3):
-        batch([5.0 + start + i / 10 for i in range(10)])
-    after = _resources(executor)
+        for start in range(2):  # warm up: one batch left Dask's connection pool still growing
+            batch([3.0 + start + i / 10 for i in range(10)])
+        scheduler, scratch = psutil.Process(launched.process.pid), directory / "scratch"
+        before, files = _resources(executor, scheduler), _files_under(scratch)
+        for start in range(3):
+            batch([5.0 + start + i / 10 for i in range(10)])
+        after = _resources(executor, scheduler)
+    finally:
+        executor.stop()
+        assert launched.terminate() == 0
     for process, (open_files, threads, children) in before.items():
         grown = after[process]
         assert grown[0] <= open_files + 3 and grown[1] <= threads + 2 and grown[2] <= children, (
             process, before, after,
         )
     assert _files_under(scratch) - files == set()
-    assert list(tmp_path.iterdir()) == []
+    assert list(client_tmp.iterdir()) == []
 
 
 def test_in_a_mixed_batch_the_good_molecules_finish_whatever_the_bad_ones_do(executor):

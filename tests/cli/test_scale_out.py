@@ -15,7 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 from distributed import Client
-from test_service import CLI, Executor, cli, submit, wait_for
+from launched import CLI, Executor, cli, wait_for
+from test_service import submit
 
 from bespoke_dask import BespokeWorkflowFactory
 from bespoke_dask import tls as bespoke_tls
