@@ -6,8 +6,8 @@ run; the median wall time and CPU time (user + system: less disturbed by a busy 
 are reported. `executor list`, `retrieve` and `watch` talk to a real
 executor started here (one workflow submitted to it, so they have something to show): found from
 its directory as users do, they read its dashboard over HTTP; given only `--scheduler`, they use a
-Dask client (timed too, for comparison). `cancel` changes the executor, so it always goes through
-Dask (behind TLS when the executor requires it).
+Dask client (timed too, for comparison). `cancel` from the directory posts to the dashboard with
+the executor's token; with `--scheduler` it goes through Dask.
 
 `--baseline DIR` also times the same commands with another source tree of the package first on
 the path (e.g. an older commit unpacked with `git archive`), against the same executor.
@@ -78,6 +78,9 @@ def main() -> None:
                     "executor", "watch", "--id", workflow_id, *address
                 ),
                 "executor cancel (finished id)": bespoke_dask("executor", "cancel", "--id", workflow_id, *found),
+                "executor cancel --scheduler (Dask client)": bespoke_dask(
+                    "executor", "cancel", "--id", workflow_id, *address
+                ),
             }
             sources = {"": SOURCE} | ({" (baseline)": arguments.baseline} if arguments.baseline else {})
             runs = {f"{name}{label}": (command, source) for name, command in commands.items()

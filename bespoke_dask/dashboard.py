@@ -1,5 +1,6 @@
 """The Bespoke page of the Dask dashboard (`/bespoke`) and its JSON routes (`/bespoke/api/workflows[/<id>]`,
-and `/bespoke/api/outputs[/<id>]` for clients that read without Dask: `bespoke_dask.http_client`).
+and `/bespoke/api/outputs[/<id>]` for clients that read without Dask: `bespoke_dask.http_client`, which
+also cancels with `POST /bespoke/api/outputs/<id>/cancel` and the executor's token).
 
 A scheduler preload: `dask scheduler --preload bespoke_dask.dashboard`, or the scheduler option
 `preload=["bespoke_dask.dashboard"]` (our clusters set it). Importing the module registers the page
@@ -22,6 +23,7 @@ from distributed.dashboard.components.scheduler import BOKEH_THEME, env
 from distributed.http.utils import RequestHandler
 
 from bespoke_dask import service
+from bespoke_dask.http_client import TOKEN_HEADER
 from bespoke_dask.schema import BespokeExecutorOutput
 
 PAGE = "/bespoke"
@@ -242,11 +244,28 @@ class OutputHandler(WorkflowHandler):
     render = staticmethod(lambda output: output.model_dump(mode="json"))
 
 
+class CancelHandler(_JSONHandler):
+    """POST /bespoke/api/outputs/<id>/cancel, with the token of the executor's scheduler.json in the
+    TOKEN_HEADER header (a custom header: a web page of another origin cannot send it)."""
+
+    async def post(self, workflow_id: str):
+        if not service.token_accepted(self.server, self.request.headers.get(TOKEN_HEADER, "")):
+            self.set_status(403)
+            self.write_json({"error": "cancelling needs the token of the executor's scheduler.json"})
+            return
+        if not await coordinator_call(self.server, "output", workflow_id):
+            self.set_status(404)
+            self.write_json({"error": f"no workflow with id {workflow_id}"})
+            return
+        self.write_json({"cancelled": await coordinator_call(self.server, "cancel", workflow_id)})
+
+
 routes = [
     ("bespoke/api/workflows/?", WorkflowsHandler, {}),
     (r"bespoke/api/workflows/([^/]+)/?", WorkflowHandler, {}),
     ("bespoke/api/outputs/?", OutputsHandler, {}),
     (r"bespoke/api/outputs/([^/]+)/?", OutputHandler, {}),
+    (r"bespoke/api/outputs/([^/]+)/cancel/?", CancelHandler, {}),
 ]
 
 

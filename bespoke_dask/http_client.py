@@ -1,10 +1,11 @@
-"""Read a running executor's workflows from its dashboard's JSON routes, without a Dask client.
+"""Read (and cancel) a running executor's workflows through its dashboard's JSON routes, without a Dask client.
 
 `executor list`, `retrieve` and `watch` only read, and the Bespoke dashboard (`bespoke_dask.dashboard`)
 serves every workflow as `BespokeExecutorOutput` JSON, so they ask it over HTTP with the standard
-library instead of importing and connecting Dask distributed (about a second of CPU). Only for an
-executor whose `scheduler.json` names its dashboard and whose scheduler speaks plain TCP: Dask's
-dashboard has no certificates, so a TLS executor is read through Dask, behind its own.
+library instead of importing and connecting Dask distributed (about a second of CPU). `executor
+cancel` posts to it with the token from the executor's `scheduler.json` (readable by its user only).
+Only for an executor whose `scheduler.json` names its dashboard and whose scheduler speaks plain
+TCP: Dask's dashboard has no certificates, so a TLS executor is reached through Dask, behind its own.
 """
 
 import json
@@ -21,25 +22,27 @@ from bespoke_dask.schema import FINISHED, BespokeExecutorOutput
 SCHEDULER_FILE = "scheduler.json"  # written by the coordinator's plugin (bespoke_dask.service)
 TIMEOUT = 10.0  # s to wait for an answer, as bespoke-dask.connect-timeout's default
 POLL = 0.5  # s between two reads of a workflow being watched
+TOKEN_HEADER = "X-Bespoke-Token"  # carries scheduler.json's token to the cancel route
 
 
 class DashboardReader:
     """`list` and `retrieve` of `BespokeDaskExecutor` as GETs of `/bespoke/api/outputs[/<id>]` on the
     dashboard at `url`; None when it cannot answer."""
 
-    def __init__(self, url: str, timeout: float = TIMEOUT):
+    def __init__(self, url: str, token: str | None = None, timeout: float = TIMEOUT):
         self.url = url.rstrip("/")
+        self.token = token
         self.timeout = timeout
         # The dashboard is the executor's own: a proxy configured for the web would not reach it.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def list(self) -> "list[BespokeExecutorOutput] | None":
         """Every workflow's status, without results (as `BespokeDaskExecutor.list`)."""
-        return self._get("outputs", lambda data: [BespokeExecutorOutput.model_validate(item) for item in data])
+        return self._ask("outputs", lambda data: [BespokeExecutorOutput.model_validate(item) for item in data])
 
     def retrieve(self, workflow_id: str) -> BespokeExecutorOutput | None:
         """One workflow's status and results (as `BespokeDaskExecutor.retrieve`)."""
-        return self._get(f"outputs/{urllib.parse.quote(str(workflow_id), safe='')}", BespokeExecutorOutput.model_validate)
+        return self._ask(f"outputs/{urllib.parse.quote(str(workflow_id), safe='')}", BespokeExecutorOutput.model_validate)
 
     def wait_until_complete(
         self,
@@ -64,9 +67,21 @@ class DashboardReader:
                 shown = output
         return output
 
-    def _get(self, route: str, parse):
+    def cancel(self, workflow_id: str) -> BespokeExecutorOutput | None:
+        """Cancel a workflow and return its final status (as `BespokeDaskExecutor.cancel`)."""
+        if self.token is None:
+            return None
+        route = f"outputs/{urllib.parse.quote(str(workflow_id), safe='')}/cancel"
+        request = urllib.request.Request(f"{self.url}/bespoke/api/{route}", data=b"", headers={TOKEN_HEADER: self.token})
+        if self._ask(request, lambda answer: answer) is None:
+            return None
+        return self.wait_until_complete(workflow_id, poll=0.1)
+
+    def _ask(self, route: "str | urllib.request.Request", parse):
+        if isinstance(route, str):
+            route = f"{self.url}/bespoke/api/{route}"
         try:
-            with self._opener.open(f"{self.url}/bespoke/api/{route}", timeout=self.timeout) as response:
+            with self._opener.open(route, timeout=self.timeout) as response:
                 return parse(json.load(response))
         except (OSError, ValueError):  # gone, an unknown id, an older executor: Dask's client says which
             return None
@@ -81,4 +96,4 @@ def dashboard_of(directory: str | os.PathLike, scheduler_address: str | None = N
         return None
     if not link or not address.startswith("tcp://") or scheduler_address not in (None, address):
         return None
-    return DashboardReader(link.rsplit("/", 1)[0])  # the link names its status page
+    return DashboardReader(link.rsplit("/", 1)[0], info.get("token"))  # the link names its status page

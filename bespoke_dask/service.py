@@ -11,9 +11,11 @@ tells clients on the same file system where the executor listens.
 
 import asyncio
 import fcntl
+import hmac
 import json
 import logging
 import os
+import secrets
 from pathlib import Path
 
 from dask.utils import parse_timedelta
@@ -57,6 +59,9 @@ class CoordinatorPlugin(SchedulerPlugin):
         self._lock = _lock(self.directory)
         self._ready: asyncio.Future | None = None
         self.coordinator: Coordinator | None = None
+        # Lets the dashboard's cancel route (bespoke_dask.dashboard) act for whoever can read this
+        # directory's scheduler.json, as a Dask client on the scheduler's address can.
+        self.token = secrets.token_urlsafe(32)
 
     async def start(self, scheduler) -> None:
         self.scheduler = scheduler
@@ -77,7 +82,7 @@ class CoordinatorPlugin(SchedulerPlugin):
         resumed = self.coordinator.resume()
         if resumed:
             logger.info("resuming workflows %s", ", ".join(resumed))
-        _write_scheduler_file(self.directory, scheduler)
+        _write_scheduler_file(self.directory, scheduler, self.token)
         return self.coordinator
 
     def _announce(self, workflow_id: str) -> None:
@@ -120,6 +125,12 @@ async def call(operation: str, *args, dask_scheduler=None):
     return await plugin.call(operation, *args)
 
 
+def token_accepted(dashboard_scheduler, token: str) -> bool:
+    """Whether `token` is the one the executor on this scheduler wrote to its scheduler.json."""
+    plugin = dashboard_scheduler.plugins.get(PLUGIN_NAME)
+    return plugin is not None and hmac.compare_digest(plugin.token.encode(), token.encode())
+
+
 def scheduler_address_from(directory: str | os.PathLike) -> str | None:
     """The address recorded by the executor running on `directory`, if any."""
     try:
@@ -151,14 +162,18 @@ def _lock(directory: Path):
     return handle
 
 
-def _write_scheduler_file(directory: Path, scheduler) -> None:
+def _write_scheduler_file(directory: Path, scheduler, token: str) -> None:
+    """Where the executor listens, and its token, in a file only this user can read."""
     dashboard = scheduler.services.get("dashboard")
     host = scheduler.address.split("://")[-1].rsplit(":", 1)[0]
     info = {
         "address": scheduler.address,
         "dashboard": format_dashboard_link(host, dashboard.port) if dashboard else None,
         "pid": os.getpid(),
+        "token": token,
     }
     temporary = directory / f".{SCHEDULER_FILE}.tmp"
-    temporary.write_text(json.dumps(info, indent=2))
+    temporary.unlink(missing_ok=True)
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        json.dump(info, file, indent=2)
     os.replace(temporary, directory / SCHEDULER_FILE)

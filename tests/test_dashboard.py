@@ -70,3 +70,26 @@ def test_a_browser_shows_the_workflows_and_their_progress_during_the_run(running
     assert "COC=O" in text  # the molecule, without atom maps
     assert browser.shows_progress_under_way(text), text  # seen mid-run: a torsiondrive partly done
     assert "torsion profiles" in text
+
+
+def post_cancel(executor, workflow_id: str, token: str | None) -> tuple[int, dict]:
+    headers = {} if token is None else {"X-Bespoke-Token": token}
+    url = dashboard(executor, f"/bespoke/api/outputs/{workflow_id}/cancel")
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"", headers=headers)) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_the_cancel_route_needs_the_token_that_only_the_directory_holds(running_executor):
+    record = running_executor.directory / "scheduler.json"
+    token = json.loads(record.read_text())["token"]
+    assert record.stat().st_mode & 0o077 == 0  # the token is this user's alone
+    finished = running_executor.ids[0]
+    running_executor.wait_until_complete(finished)
+    assert post_cancel(running_executor, finished, None)[0] == 403
+    assert post_cancel(running_executor, finished, token[::-1])[0] == 403
+    assert post_cancel(running_executor, "99", token)[0] == 404
+    assert post_cancel(running_executor, finished, token) == (200, {"cancelled": False})  # it had finished
+    assert running_executor.retrieve(finished).status == "success"

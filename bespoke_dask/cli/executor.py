@@ -341,11 +341,7 @@ def cancel(
     tls_key: TLSKey = None,
 ):
     """Cancel a workflow: its tasks are stopped and its workers freed."""
-    executor = _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key)
-    try:
-        result = executor.cancel(workflow_id)
-    finally:
-        executor.stop()
+    result = _read(scheduler, directory, (tls_ca_file, tls_cert, tls_key), "cancel", workflow_id)
     console.print(f"workflow {workflow_id}: {result.status}")
 
 
@@ -365,9 +361,9 @@ def _connect(scheduler, directory, tls_ca_file, tls_cert, tls_key) -> "BespokeDa
 
 
 def _read(scheduler, directory, tls_files: tuple, operation: str, *args, **kwargs):
-    """`list`, `retrieve` or `wait_until_complete` of the running executor: from its dashboard when
-    that may answer, else through a Dask client (TLS, no dashboard recorded in the directory, an
-    unknown id).
+    """`list`, `retrieve`, `wait_until_complete` or `cancel` of the running executor: through its
+    dashboard when that may answer, else through a Dask client (TLS, no dashboard recorded in the
+    directory, an unknown id).
 
     The dashboard answers without Dask distributed, which takes longer to import than the rest.
     """

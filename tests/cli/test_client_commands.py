@@ -98,6 +98,18 @@ def test_list_and_retrieve_from_the_directory_read_the_dashboard_without_dask(ru
 
 
 @pytest.mark.slow
+def test_cancel_from_the_directory_goes_through_the_dashboard_without_dask(running_executor):
+    finished = running_executor.ids[0]
+    running_executor.wait_until_complete(finished)
+    code, stdout, stderr, loaded = client_process.run(
+        "executor", "cancel", "--id", finished, "--directory", str(running_executor.directory), packages=DISTRIBUTED
+    )
+    assert code == 0, stderr
+    assert loaded == []
+    assert f"workflow {finished}: success" in stdout  # finished before the cancel: nothing to stop
+
+
+@pytest.mark.slow
 def test_an_unknown_id_read_from_the_directory_is_one_line(running_executor):
     code, _, stderr, _ = client_process.run(
         "executor", "retrieve", "--id", "99", "--directory", str(running_executor.directory)
