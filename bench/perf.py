@@ -183,7 +183,7 @@ def cores(args) -> dict:
         for name, (workers, n_cores) in shapes.items():
             with tempfile.TemporaryDirectory() as directory:
                 with executor_on(directory, qc=workers, qc_cores=n_cores) as executor:
-                    with workload.CPUSampler(workload.qc_worker_pids(executor.client)) as sampler:
+                    with workload.CPUSampler(workload.worker_pids(executor.client, "qc")) as sampler:
                         since = time.time()
                         run_batch(executor, [workflow])
                     qc_runs = [t for t in taskstream.tasks(executor.client, since) if t.stage == "qc"]
@@ -245,9 +245,12 @@ def batch(args) -> dict:
         with tempfile.TemporaryDirectory() as directory:
             with executor_on(directory) as executor:
                 pool_slots = taskstream.slots(executor.client)
-                start, outputs = run_batch(executor, workflows)
+                with workload.CPUSampler(workload.worker_pids(executor.client), interval=1.0) as sampler:
+                    start, outputs = run_batch(executor, workflows)
                 runs = taskstream.tasks(executor.client, start)
-            figures[label] = structure.schedule(directory, workflows, runs, start, max(map(finished_at, outputs)), pool_slots, CORES)
+            end = max(map(finished_at, outputs))
+            figures[label] = structure.schedule(directory, workflows, runs, start, end, pool_slots, CORES)
+            figures[label] |= structure.cpu_bound(figures[label], sampler.used(start, end), CORES)
             figures[label]["first_result_s"] = min(map(finished_at, outputs)) - start
     return figures
 

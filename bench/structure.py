@@ -119,3 +119,13 @@ def schedule(directory, workflows, runs, start: float, end: float, pool_slots: d
         "idle_fraction": taskstream.idle_fractions(runs, pool_slots, makespan),
         "tasks": len(runs),
     }
+
+
+def cpu_bound(schedule: dict, worker_cpu_s: float, cores: int) -> dict:
+    """The makespan against max(longest chain, the workers' CPU time / cores).
+
+    Where more tasks run than there are cores, each task's wall time includes its waiting for a
+    core, so task time / cores overstates the work; the CPU time the workers used does not.
+    """
+    bound = max(schedule["longest_chain_s"], worker_cpu_s / cores)
+    return {"worker_cpu_s": worker_cpu_s, "cpu_lower_bound_s": bound, "makespan_over_cpu_bound": schedule["makespan_s"] / bound}

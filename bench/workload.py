@@ -120,11 +120,11 @@ def serial_torsiondrive(directory: str | Path, scan_key: str) -> dict:
     }
 
 
-def qc_worker_pids(client) -> list[int]:
-    """Process ids of the workers offering the `qc` resource."""
+def worker_pids(client, pool: str | None = None) -> list[int]:
+    """Process ids of the workers offering `pool` (a Dask resource), or of every worker."""
     workers = client.scheduler_info(n_workers=-1)["workers"]
-    qc_workers = [address for address, info in workers.items() if "qc" in info.get("resources", {})]
-    return list(client.run(_pid, workers=qc_workers).values())
+    chosen = [address for address, info in workers.items() if pool is None or pool in info.get("resources", {})]
+    return list(client.run(_pid, workers=chosen).values())
 
 
 def _pid() -> int:
@@ -153,11 +153,19 @@ class CPUSampler:
 
     def rate(self, start: float, stop: float) -> float:
         """CPU seconds per wall second between the first and last sample within [start, stop]."""
+        (t0, c0), (t1, c1) = self._ends(start, stop)
+        return (c1 - c0) / (t1 - t0)
+
+    def used(self, start: float, stop: float) -> float:
+        """CPU seconds used between the first and last sample within [start, stop]."""
+        (_, c0), (_, c1) = self._ends(start, stop)
+        return c1 - c0
+
+    def _ends(self, start: float, stop: float) -> tuple[tuple[float, float], tuple[float, float]]:
         inside = [sample for sample in self.samples if start <= sample[0] <= stop]
         if len(inside) < 2:
             raise ValueError("the window is shorter than two samples")
-        (t0, c0), (t1, c1) = inside[0], inside[-1]
-        return (c1 - c0) / (t1 - t0)
+        return inside[0], inside[-1]
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
@@ -204,7 +212,7 @@ def parser(description: str, parts) -> argparse.ArgumentParser:
             command.add_argument("--workflow", default="default" if name != "dedup" else "debug")
         if name == "dedup":
             command.add_argument("--smiles", nargs="+", default=SHARED_FRAGMENTS)
-            command.add_argument("--second-qc-spec", nargs=3, default=["rdkit", "mmff94", "none"])
+            command.add_argument("--second-qc-spec", nargs=3, default=["xtb", "gfn1xtb", "none"])
         if name == "latency":
             command.add_argument("--smiles", default=BATCH[0])
         if name == "batch":
