@@ -1,371 +1,33 @@
 """QC engines: one record per program (how it runs, what it can do) and one registration mechanism.
 
-- ``xtb``: GFN2-xTB / GFN1-xTB through the ``tblite`` package (replaces qcengine's xtb-python harness).
-- ``psi4``: the ``psi4`` executable (``psi4 --json``). Methods with a D3 suffix (``b3lyp-d3bj``, ...),
-  which psi4 1.3 can only do through the missing ``dftd3`` executable, run as psi4's plain functional
-  plus the same D3 term from the ``dftd3`` package (simple-dftd3).
+- ``xtb``: GFN2-xTB / GFN1-xTB through the ``tblite`` package (`stages/xtb.py`).
+- ``psi4``: the ``psi4`` executable, D3 corrections from the ``dftd3`` package (`stages/psi4.py`).
 - ``rdkit``: MMFF94(s) and UFF through qcengine's own harness.
-
-Units follow QCSchema: bohr, hartree, hartree/bohr; memory in GiB.
 """
 
 import functools
-import json
-import re
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import qcengine
 from qcelemental import periodictable
-from qcelemental.models import AtomicInput, AtomicResult
 from qcelemental.util import which_import
-from qcengine.config import TaskConfig
-from qcengine.exceptions import InputError as EngineInputError
-from qcengine.exceptions import UnknownError
 from qcengine.programs.model import ProgramHarness
-from qcengine.programs.psi4 import Psi4Harness as QCEnginePsi4Harness
 
 from bespoke_dask.errors import InputError
 from bespoke_dask.schema.workflow import QCSpec
+from bespoke_dask.stages.psi4 import (
+    Psi4Harness,
+    psi4_basis_elements,
+    psi4_executable,
+    psi4_model_error,
+)
+from bespoke_dask.stages.xtb import XTB_MAX_Z, TBLiteHarness, xtb_model_error
 
-XTB_METHODS = {
-    "gfn2xtb": "GFN2-xTB",
-    "gfn2-xtb": "GFN2-xTB",
-    "gfn1xtb": "GFN1-xTB",
-    "gfn1-xtb": "GFN1-xTB",
-}
-XTB_MAX_Z = 86
 # MMFF94 covers these covalently bound elements (its other types are free ions: Li+, Na+, K+, Mg2+, ...).
 MMFF_ELEMENTS = frozenset("H C N O F Si P S Cl Br I".split())
 UFF_MAX_Z = 103
 RDKIT_METHODS = ("mmff94", "mmff94s", "uff")
-# psi4's composite "3c" methods need the gcp and dftd3 executables.
-PSI4_3C = ("hf3c", "hf-3c", "pbeh3c", "pbeh-3c")
-
-
-# ---------------------------------------------------------------- GFN-xTB through tblite
-
-
-class TBLiteHarness(ProgramHarness):
-    """GFN2-xTB and GFN1-xTB energies and gradients from tblite, under qcengine's program name "xtb"."""
-
-    _defaults = {
-        "name": "xtb",
-        "scratch": False,
-        "thread_safe": True,
-        "thread_parallel": True,  # OpenMP: OMP_NUM_THREADS at process start
-        "node_parallel": False,
-        "managed_memory": False,
-    }
-
-    class Config(ProgramHarness.Config):
-        pass
-
-    @staticmethod
-    def found(raise_error: bool = False) -> bool:
-        return which_import(
-            "tblite", return_bool=True, raise_error=raise_error, raise_msg="pip install tblite"
-        )
-
-    def get_version(self) -> str:
-        from tblite.library import get_version
-
-        return ".".join(str(part) for part in get_version())
-
-    def compute(self, input_model: AtomicInput, config: TaskConfig) -> AtomicResult:
-        from tblite.exceptions import TBLiteRuntimeError
-        from tblite.interface import Calculator
-
-        method = _xtb_method(input_model)
-        molecule = input_model.molecule
-        log: list[str] = []
-        try:
-            calculator = Calculator(
-                method,
-                molecule.atomic_numbers,
-                molecule.geometry,
-                charge=float(molecule.molecular_charge),
-                uhf=molecule.molecular_multiplicity - 1,
-                color=False,
-                logger=log.append,
-            )
-            for key, value in {"verbosity": 0, **input_model.keywords}.items():
-                calculator.set(key, value)
-            result = calculator.singlepoint()
-        except TBLiteRuntimeError as error:
-            raise UnknownError(f"tblite: {error}") from error
-        except (ValueError, TypeError) as error:  # tblite's value/type errors derive from these
-            raise EngineInputError(f"tblite: {error}") from error
-        energy = float(result.get("energy"))
-        gradient = result.get("gradient")
-        return AtomicResult(
-            **{
-                **input_model.dict(),
-                "return_result": energy if input_model.driver == "energy" else gradient,
-                "properties": {"return_energy": energy, "calcinfo_natom": len(molecule.symbols)},
-                "provenance": {"creator": "tblite", "version": self.get_version(), "routine": "tblite.interface"},
-                "stdout": "\n".join(log) or None,
-                "success": True,
-            }
-        )
-
-
-def _xtb_method(input_model: AtomicInput) -> str:
-    """tblite's name for the requested method; rejects what tblite cannot run."""
-    method = XTB_METHODS.get(input_model.model.method.lower())
-    if method is None:
-        raise EngineInputError(f"xtb (tblite) cannot do {input_model.model.method!r}; use gfn2xtb or gfn1xtb")
-    if input_model.model.basis:
-        raise EngineInputError("xtb takes no basis set")
-    if input_model.driver not in ("energy", "gradient"):
-        raise EngineInputError(f"xtb (tblite) cannot compute {input_model.driver}")
-    from tblite.interface import Calculator
-
-    unknown = set(input_model.keywords) - set(Calculator._setter)
-    if unknown:
-        raise EngineInputError(f"unknown tblite keywords: {', '.join(sorted(unknown))}")
-    return method
-
-
-# ---------------------------------------------------------------- psi4 (+ D3 from the dftd3 package)
-
-# Runs inside psi4's own Python: lists psi4's gradient methods and, for each D3-corrected functional
-# that is exactly a plain psi4 functional plus D3, that functional and psi4's D3 parameters.
-_PSI4_CATALOGUE_SCRIPT = r"""
-import json, re
-from psi4.driver.procrouting import proc_table
-from psi4.driver.procrouting.dft import functionals
-suffix = re.compile(r"-d3(zero|bj|\(bj\)|m|mzero|mbj|m\(bj\))?$")
-def core(f):
-    return {k: v for k, v in f.items() if k not in ("name", "alias", "dispersion", "citation", "description")}
-d3 = {}
-for method, functional in functionals.items():
-    dispersion = functional.get("dispersion", {})
-    if dispersion.get("type", "").startswith("d3"):
-        base = suffix.sub("", method)
-        plain = functionals.get(base)
-        ok = plain is not None and "dispersion" not in plain and core(plain) == core(functional)
-        d3[method] = [base if ok else None, dispersion["type"], dispersion["params"]]
-print("CATALOGUE" + json.dumps({"gradient": sorted(proc_table.procedures["gradient"]), "d3": d3}))
-"""
-
-
-@dataclass(frozen=True)
-class D3Correction:
-    """A psi4 method split into its plain functional and a D3 term (two-body, as psi4 runs dftd3).
-
-    The D3 parameters are psi4's own for its D3 functionals (`params`), else those the dftd3
-    package has for the plain functional (`params` None: looked up by `functional`).
-    """
-
-    functional: str
-    damping: str  # d3zero, d3bj, d3mzero, d3mbj
-    params: dict[str, float] | None = None
-
-
-_D3_SUFFIXES = {"-d3bj": "d3bj", "-d3(bj)": "d3bj", "-d3mbj": "d3mbj", "-d3zero": "d3zero", "-d3": "d3zero", "-d3mzero": "d3mzero"}
-
-
-@dataclass(frozen=True)
-class Psi4Catalogue:
-    """What this psi4 can compute a gradient for."""
-
-    gradient_methods: frozenset[str]
-    d3: dict[str, D3Correction | None]  # None: a D3 functional that is not plain functional + D3
-
-
-def psi4_executable() -> str | None:
-    """Path of the psi4 executable, or None."""
-    return shutil.which("psi4")
-
-
-@functools.lru_cache(maxsize=1)
-def psi4_catalogue() -> Psi4Catalogue | None:
-    """Ask psi4 (0.3 s, once per process) which methods it has; None without psi4."""
-    executable = psi4_executable()
-    if executable is None:
-        return None
-    with tempfile.TemporaryDirectory() as directory:
-        Path(directory, "catalogue.py").write_text(_PSI4_CATALOGUE_SCRIPT)
-        run = subprocess.run(
-            [executable, "-k", "catalogue.py", "catalogue.out"],
-            cwd=directory, capture_output=True, text=True, timeout=120,
-        )
-    _, found, payload = run.stdout.partition("CATALOGUE")
-    if not found:
-        raise RuntimeError(f"cannot list psi4's methods: {run.stderr.strip()[-300:]}")
-    data = json.loads(payload)
-    d3 = {
-        method: None if base is None else D3Correction(base, damping, params)
-        for method, (base, damping, params) in data["d3"].items()
-    }
-    return Psi4Catalogue(frozenset(data["gradient"]), d3)
-
-
-def d3_dispersion(correction: D3Correction, numbers, positions) -> tuple[float, Any]:
-    """D3 energy (hartree) and gradient (hartree/bohr, natom x 3) at `positions` (bohr)."""
-    from dftd3 import interface
-
-    if correction.params is None:  # the dftd3 package's own parameters for the functional
-        damping = _library_damping(correction)
-        model = interface.DispersionModel(np.asarray(numbers), np.asarray(positions, dtype=float).reshape(-1, 3))
-        result = model.get_dispersion(damping, grad=True)
-        return float(result["energy"]), result["gradient"]
-    p = correction.params
-    damping = {
-        "d3bj": lambda: interface.RationalDampingParam(s6=p["s6"], s8=p["s8"], a1=p["a1"], a2=p["a2"], s9=0.0),
-        "d3mbj": lambda: interface.ModifiedRationalDampingParam(
-            s6=p["s6"], s8=p["s8"], a1=p["a1"], a2=p["a2"], s9=0.0
-        ),
-        "d3zero": lambda: interface.ZeroDampingParam(
-            s6=p["s6"], s8=p["s8"], rs6=p["sr6"], rs8=p["sr8"], alp=p["alpha6"], s9=0.0
-        ),
-        "d3mzero": lambda: interface.ModifiedZeroDampingParam(
-            s6=p["s6"], s8=p["s8"], rs6=p["sr6"], bet=p["beta"], s9=0.0
-        ),
-    }[correction.damping]()
-    model = interface.DispersionModel(np.asarray(numbers), np.asarray(positions, dtype=float).reshape(-1, 3))
-    result = model.get_dispersion(damping, grad=True)
-    return float(result["energy"]), result["gradient"]
-
-
-class Psi4Harness(QCEnginePsi4Harness):
-    """qcengine's psi4 harness, plus D3 from the dftd3 package and the task's own cores and memory.
-
-    geomeTRIC calls qcengine without a task config; qcengine's geometric procedure leaves the
-    optimization's config in ``extras["_qcengine_local_config"]``, which this harness applies.
-    """
-
-    class Config(QCEnginePsi4Harness.Config):
-        pass
-
-    @staticmethod
-    def found(raise_error: bool = False) -> bool:
-        # qcengine's check starts psi4 (0.3 s) on every call; geomeTRIC calls it per gradient.
-        return _psi4_found() or QCEnginePsi4Harness.found(raise_error=raise_error)
-
-    def compute(self, input_model: AtomicInput, config: TaskConfig) -> AtomicResult:
-        config = _task_config(input_model, config)
-        correction = _d3_correction(input_model.model.method)
-        if correction is None:
-            return super().compute(input_model, config)
-        if input_model.driver not in ("energy", "gradient"):
-            raise EngineInputError(f"psi4 {input_model.model.method}: only energies and gradients")
-        plain = input_model.copy(
-            update={"model": input_model.model.copy(update={"method": correction.functional})}, deep=True
-        )
-        return _add_dispersion(super().compute(plain, config), input_model, correction)
-
-
-def _library_damping(correction: D3Correction):
-    """The dftd3 package's damping parameters for `correction.functional` (three-body term off, as psi4)."""
-    from dftd3 import interface
-
-    kind = {
-        "d3bj": interface.RationalDampingParam,
-        "d3zero": interface.ZeroDampingParam,
-        "d3mbj": interface.ModifiedRationalDampingParam,
-        "d3mzero": interface.ModifiedZeroDampingParam,
-    }[correction.damping]
-    return kind(method=correction.functional, atm=False)
-
-
-def _library_correction(method: str, catalogue: "Psi4Catalogue") -> D3Correction | None:
-    """`<functional>-d3...` as psi4's plain functional plus the dftd3 package's D3 for it, if both exist."""
-    for suffix, damping in _D3_SUFFIXES.items():
-        if method.endswith(suffix):
-            functional = method[: -len(suffix)]
-            if functional not in catalogue.gradient_methods:
-                return None
-            correction = D3Correction(functional, damping)
-            try:
-                _library_damping(correction)
-            except Exception:  # the dftd3 package has no parameters for it
-                return None
-            return correction
-    return None
-
-
-def _d3_correction(method: str) -> D3Correction | None:
-    """How to split `method` into plain psi4 + D3, or None to run it as it is."""
-    method = method.lower()
-    if "-d3" not in method:
-        return None
-    catalogue = psi4_catalogue()
-    if catalogue is None:
-        return None
-    if method in catalogue.d3:  # psi4's own D3 functional: plain + D3, or not splittable (None)
-        return catalogue.d3[method]
-    return _library_correction(method, catalogue)
-
-
-@functools.lru_cache(maxsize=1)
-def _psi4_found_cached() -> bool:
-    return QCEnginePsi4Harness.found()
-
-
-def _psi4_found() -> bool:
-    return psi4_executable() is not None and _psi4_found_cached()
-
-
-def _task_config(input_model: AtomicInput, config: TaskConfig) -> TaskConfig:
-    """The optimization's task config when geomeTRIC passed it through extras, else `config`."""
-    local = input_model.extras.get("_qcengine_local_config")
-    return config if local is None else TaskConfig(**local)
-
-
-def _add_dispersion(result: AtomicResult, request: AtomicInput, correction: D3Correction) -> AtomicResult:
-    """`result` (plain functional) plus the D3 term, labelled with the requested method."""
-    molecule = request.molecule
-    energy, gradient = d3_dispersion(correction, molecule.atomic_numbers, molecule.geometry)
-    properties = result.properties.dict()
-    properties["return_energy"] += energy
-    if properties.get("return_gradient") is not None:
-        properties["return_gradient"] = properties["return_gradient"] + gradient
-    qcvars = dict(result.extras.get("qcvars", {}))
-    qcvars.update({"DISPERSION CORRECTION ENERGY": energy, "CURRENT ENERGY": properties["return_energy"]})
-    total = result.return_result + (energy if request.driver == "energy" else gradient)
-    return AtomicResult(
-        **{
-            **result.dict(),
-            "model": request.model,
-            "return_result": total,
-            "properties": properties,
-            "extras": {**result.extras, "qcvars": qcvars, "dispersion": "dftd3 package, psi4's D3 parameters"},
-        }
-    )
-
-
-@functools.lru_cache(maxsize=None)
-def psi4_basis_elements(basis: str) -> frozenset[str] | None:
-    """Element symbols psi4's basis library defines for `basis`; None if psi4 has no such file."""
-    path = _psi4_basis_directory() / f"{_psi4_basis_file_stem(basis)}.gbs"
-    if not path.is_file():
-        return None
-    symbols = re.findall(r"^([A-Za-z]{1,2})\s+0\s*$", path.read_text(errors="replace"), re.MULTILINE)
-    return frozenset(symbol.capitalize() for symbol in symbols)
-
-
-def _psi4_basis_directory() -> Path:
-    """psi4's basis library: <prefix>/share/psi4/basis next to <prefix>/bin/psi4."""
-    return Path(psi4_executable() or "/usr/bin/psi4").resolve().parent.parent / "share" / "psi4" / "basis"
-
-
-def _psi4_basis_file_stem(basis: str) -> str:
-    """psi4's file name for a basis (6-31+G* -> 6-31pgs)."""
-    stem = basis.lower()
-    for old, new in (("(", "_"), (")", "_"), (",", "_"), ("*", "s"), ("+", "p")):
-        stem = stem.replace(old, new)
-    return stem
-
-
-# ---------------------------------------------------------------- the records
 
 
 @dataclass(frozen=True)
@@ -380,36 +42,6 @@ class Engine:
     elements_note: str = ""
     charged: bool = True  # handles charged molecules
     install: str = ""  # how to install the program
-
-
-def _xtb_model_error(spec: QCSpec) -> str | None:
-    if spec.method not in XTB_METHODS:
-        return f"xtb cannot do method {spec.method!r}; use one of {', '.join(XTB_METHODS)}"
-    if spec.basis is not None:
-        return f"xtb takes no basis set (got {spec.basis!r}); use basis none"
-    return None
-
-
-def _psi4_model_error(spec: QCSpec) -> str | None:
-    if spec.method in PSI4_3C:
-        return f"psi4 cannot do {spec.method!r} here: it needs the dftd3 and gcp executables"
-    if spec.basis is None:
-        return f"psi4 {spec.method} needs a basis set"
-    catalogue = psi4_catalogue()
-    if catalogue is None:
-        return None  # psi4 is not on this machine: the worker that runs it will tell
-    if psi4_basis_elements(spec.basis) is None:
-        return f"psi4 has no basis set {spec.basis!r} (looked in {_psi4_basis_directory()})"
-    if _d3_correction(spec.method) is not None:
-        return None
-    if "-d3" in spec.method:
-        return (
-            f"psi4 cannot do {spec.method!r} here: it needs the dftd3 executable, and the dftd3 package "
-            f"has no D3 parameters for a plain psi4 functional of that name"
-        )
-    if spec.method not in catalogue.gradient_methods:
-        return f"psi4 has no gradient for method {spec.method!r}"
-    return None
 
 
 def _rdkit_model_error(spec: QCSpec) -> str | None:
@@ -429,7 +61,7 @@ ENGINES = {
     "xtb": Engine(
         program="xtb",
         harness=TBLiteHarness,
-        model_error=_xtb_model_error,
+        model_error=xtb_model_error,
         elements=lambda spec: _elements_up_to(XTB_MAX_Z),
         available=TBLiteHarness.found,
         elements_note=f"GFN-xTB is parametrised up to Z={XTB_MAX_Z}",
@@ -438,7 +70,7 @@ ENGINES = {
     "psi4": Engine(
         program="psi4",
         harness=Psi4Harness,
-        model_error=_psi4_model_error,
+        model_error=psi4_model_error,
         elements=lambda spec: None if spec.basis is None else psi4_basis_elements(spec.basis),
         available=lambda: psi4_executable() is not None,
         elements_note="not in psi4's basis set",

@@ -14,16 +14,10 @@ import qcengine
 
 from bespoke_dask.errors import InputError
 from bespoke_dask.schema import ConstrainedOptimization, ConstrainedOptimizationSettings, QCSpec
-from bespoke_dask.stages.engines import (
-    Psi4Harness,
-    TBLiteHarness,
-    check_qc_spec,
-    d3_dispersion,
-    program_available,
-    psi4_catalogue,
-    register_engines,
-)
+from bespoke_dask.stages.engines import check_qc_spec, program_available, register_engines
+from bespoke_dask.stages.psi4 import Psi4Harness, d3_dispersion, psi4_catalogue
 from bespoke_dask.stages.qc import QCError, optimization_input, optimize_constrained, qcschema_molecule
+from bespoke_dask.stages.xtb import TBLiteHarness
 
 HAVE_PSI4 = shutil.which("psi4") is not None
 needs_psi4 = pytest.mark.skipif(not HAVE_PSI4, reason="psi4 is not installed")
@@ -292,7 +286,7 @@ def test_psi4_crash_is_one_line_qc_error():
 
 
 def test_d3_dispersion_needs_no_psi4_for_known_parameters():
-    from bespoke_dask.stages.engines import D3Correction
+    from bespoke_dask.stages.psi4 import D3Correction
 
     correction = D3Correction("b3lyp", "d3bj", {"s6": 1.0, "s8": 1.9889, "a1": 0.3981, "a2": 4.4211})
     energy, gradient = d3_dispersion(correction, [6, 8, 1, 1, 1, 1], METHANOL_XYZ)
