@@ -32,6 +32,7 @@ import qcelemental
 from openff.toolkit import ForceField, Molecule
 from openff.units import unit
 
+from bespoke_dask.errors import one_line
 from bespoke_dask.schema import (
     BespokeTorsion,
     FitTarget,
@@ -368,8 +369,6 @@ def _recording(full, history: list[tuple[float, float]]):
 def _describe(error: Exception, logged_errors: list[str]) -> str:
     """One line: the last error ForceBalance logged, the exception and where it was raised."""
     logged = [" ".join(_ANSI.sub("", message).split()) for message in logged_errors]
-    parts = [message for message in logged[-1:] if message]
-    text = " ".join(str(error).split())
-    parts.append(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+    parts = [message for message in logged[-1:] if message] + [one_line(error, limit=None)]
     frame = traceback.extract_tb(error.__traceback__)[-1]
     return "; ".join(parts) + f" (in {Path(frame.filename).name}:{frame.lineno}, {frame.name})"
