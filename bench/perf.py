@@ -15,6 +15,7 @@ Run from the repository root on a quiet machine, e.g.
 
 import contextlib
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -112,6 +113,10 @@ def scan(args) -> dict:
         serial = workload.serial_torsiondrive(directory, scan_key)
     mean_width = sum(widths) / len(widths)
     speedup = serial["time_s"] / dask_time
+    qc_task_time = sum(t.duration for t in wavefronts if t.stage == "qc")
+    # If every optimization took as long as alone: each wavefront takes ceil(width / W) rounds.
+    packing = sum(widths) / sum(math.ceil(width / args.qc_workers) for width in widths)
+    inflation = qc_task_time / serial["time_s"]  # > 1: optimizations run at once slow each other
     return {
         "smiles": args.smiles,
         "qc_spec": " ".join(args.qc_spec),
@@ -125,10 +130,14 @@ def scan(args) -> dict:
         "serial_optimizations": serial["optimizations"],
         "max_energy_difference_kcal_mol": serial["max_energy_difference_kcal_mol"],
         "dask_s": dask_time,
-        "dask_qc_task_time_s": sum(t.duration for t in wavefronts if t.stage == "qc"),
+        "dask_qc_task_time_s": qc_task_time,
         "dask_handoff_total_s": sum(taskstream.gaps(steps, known)),
         "speedup": speedup,
         "speedup_over_bound": speedup / min(args.qc_workers, mean_width),
+        "wavefront_widths": widths,
+        "wavefront_packing_bound": packing,
+        "qc_task_time_over_serial": inflation,
+        "speedup_over_packing_and_inflation": speedup / (packing / inflation),
     }
 
 

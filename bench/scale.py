@@ -7,8 +7,10 @@ types it), the same call from this client, two dashboard URLs, the scheduler's R
 longest event-loop tick the scheduler saw since the previous sample (a blocked loop shows here).
 """
 
+import collections
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -69,7 +71,8 @@ def measure(args) -> dict:
     made = time.perf_counter()
     batch = unchecked_workflows(small_molecules(args.n), args.qc_spec)
     made = time.perf_counter() - made
-    with tempfile.TemporaryDirectory() as directory, launched(directory) as (scheduler_pid, dashboard):
+    with tempfile.TemporaryDirectory() as directory, launched(directory) as executor_process:
+        scheduler_pid, dashboard = executor_process.pid, executor_process.dashboard
         executor = connect(directory=directory)
         executor.client.wait_for_workers(4)  # 1 fragmenter, 2 QC, 1 optimizer
         pool_slots = taskstream.slots(executor.client)
@@ -103,7 +106,15 @@ def measure(args) -> dict:
             end = max(map(finished_at, done))
             figures["schedule"] = schedule(directory, batch, runs, start, end, pool_slots, os.cpu_count() or 1)
         executor.stop()
+    figures["executor_log_warnings"] = warnings_in(executor_process.log)
     return figures
+
+
+def warnings_in(log: Path) -> dict[str, int]:
+    """The executor's distinct WARNING lines (numbers masked: "Event loop was unresponsive for N s"), counted."""
+    lines = [line for line in log.read_text().splitlines() if "WARNING" in line]
+    masked = [re.sub(r"\d+(\.\d+)?", "N", line.split("WARNING", 1)[1]).strip(" -") for line in lines]
+    return dict(collections.Counter(masked).most_common(8))
 
 
 def run_for(executor, ids: list[str], window: float | None) -> tuple[list, float | None]:
@@ -123,25 +134,30 @@ def run_for(executor, ids: list[str], window: float | None) -> tuple[list, float
 
 
 class launched:
-    """`bespoke-dask executor launch` on `directory` (1 fragmenter, 2 QC x 1 core, 1 optimizer)."""
+    """`bespoke-dask executor launch` on `directory` (1 fragmenter, 2 QC x 1 core, 1 optimizer); its
+    log is kept beside the directory (`log`)."""
 
     def __init__(self, directory: str):
         self.directory = directory
 
-    def __enter__(self) -> tuple[int, str]:
+    def __enter__(self) -> "launched":
         command = [sys.executable, "-m", "bespoke_dask.cli", "executor", "launch", "--directory", self.directory,
                    "--n-fragmenter-workers", "1", "--n-qc-compute-workers", "2", "--qc-compute-n-cores", "1",
                    "--n-optimizer-workers", "1"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # its log to a file: a pipe nobody reads would block the scheduler once full
+        self.log = Path(self.directory).parent / f"{Path(self.directory).name}-launch.log"
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
         info = Path(self.directory) / SCHEDULER_FILE
         deadline = time.time() + 120
         while not info.exists():
             if self.process.poll() is not None or time.time() > deadline:
                 self.process.kill()
-                raise SystemExit(f"executor launch failed: {self.process.stderr.read()[-500:]}")
+                raise SystemExit(f"executor launch failed: {self.log.read_text()[-500:]}")
             time.sleep(0.2)
         scheduler = json.loads(info.read_text())
-        return scheduler["pid"], scheduler["dashboard"]
+        self.pid, self.dashboard = scheduler["pid"], scheduler["dashboard"]
+        return self
 
     def __exit__(self, *exc_info) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -164,6 +180,8 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> "Sampler":
+        self.started = time.time()
+        self.long_ticks: list[tuple[float, float]] = []  # (s since the start, tick s) over 1 s
         self.rss_before = self.scheduler.memory_info().rss
         self._thread.start()
         return self
@@ -181,6 +199,7 @@ class Sampler:
             "scheduler_rss_before_MiB": self.rss_before / 2**20,
             "scheduler_rss_peak_MiB": max(self.samples.get("rss", [self.rss_before])) / 2**20,
             "scheduler_longest_tick_s": max(self.samples.get("tick", [0.0])),
+            "ticks_over_1s_at_s": self.long_ticks,  # which sample window saw them: submission, steady, cancel
             "latency": latencies,
         }
 
@@ -193,7 +212,10 @@ class Sampler:
             for name, url in self.urls.items():
                 self._add(name, _timed(lambda u=url: urllib.request.urlopen(u, timeout=60).read()))
             self._add("rss", self.scheduler.memory_info().rss)
-            self._add("tick", self.executor.client.run_on_scheduler(_longest_tick))
+            tick = self.executor.client.run_on_scheduler(_longest_tick)
+            self._add("tick", tick)
+            if tick > 1.0:
+                self.long_ticks.append((time.time() - self.started, tick))
 
     def _add(self, name: str, value: float) -> None:
         self.samples.setdefault(name, []).append(value)
