@@ -141,9 +141,8 @@ class Coordinator:
 
     def outputs(self) -> list[BespokeExecutorOutput]:
         """Every workflow's status, without results (a refit force field is large)."""
-        # results dropped before the deep copy, not after it: on the scheduler's event loop
         return [
-            record.output.model_copy(update={"results": None}).model_copy(deep=True)
+            record.output.model_copy(update={"results": None}, deep=True)
             for record in self.records.values()
         ]
 
