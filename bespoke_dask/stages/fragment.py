@@ -32,13 +32,16 @@ def fragment(workflow: BespokeWorkflow) -> FragmentationResult:
     bonds = unique_target_bonds(parent, workflow.target_torsion_smirks)
     provenance = _provenance(workflow)
     if not bonds or isinstance(workflow.fragmentation, NoFragmentation):
-        identity = {atom: atom for atom in range(parent.n_atoms)}
-        fragments = [
-            Fragment(smiles=workflow.smiles, bond_indices=bond, parent_bond=bond, atom_map=identity) for bond in bonds
-        ]
+        fragments = [whole_parent(workflow.smiles, parent, bond) for bond in bonds]
     else:
         fragments, provenance["fragmenter-options"] = _fragmenter_fragments(parent, bonds, workflow)
     return FragmentationResult(parent_smiles=workflow.smiles, fragments=fragments, provenance=provenance)
+
+
+def whole_parent(parent_smiles: str, parent: Molecule, bond: Bond) -> Fragment:
+    """The parent itself as the fragment of one of its bonds."""
+    identity = {atom: atom for atom in range(parent.n_atoms)}
+    return Fragment(smiles=parent_smiles, bond_indices=bond, parent_bond=bond, atom_map=identity)
 
 
 def parent_molecule(mapped_smiles: str) -> Molecule:

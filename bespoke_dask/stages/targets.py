@@ -15,13 +15,12 @@ from rdkit import Chem
 from bespoke_dask.schema import (
     BespokeTorsion,
     BespokeWorkflow,
-    Fragment,
     FragmentationResult,
     TorsionScanTask,
     TorsionTarget,
 )
 from bespoke_dask.stages.force_field import build_force_field, proper_labels, torsion_terms
-from bespoke_dask.stages.fragment import Bond, parent_molecule, symmetry_classes, target_bonds
+from bespoke_dask.stages.fragment import Bond, parent_molecule, symmetry_classes, target_bonds, whole_parent
 from bespoke_dask.stages.molecule import load_force_field
 from bespoke_dask.stages.smirks import BespokeSmirksError, oriented, torsion_types, torsions_about
 
@@ -48,7 +47,7 @@ def bespoke_targets(workflow: BespokeWorkflow, fragmentation: FragmentationResul
         except BespokeSmirksError:
             # The fragment cannot tell the bond's torsions from others' (a cut chain made it
             # symmetric with another bond, e.g. CCCOCC's O-C cut to CCOCC): scan it in the parent.
-            fragment, molecule = _whole_parent(fragmentation.parent_smiles, parent, fragment.parent_bond), parent
+            fragment, molecule = whole_parent(fragmentation.parent_smiles, parent, fragment.parent_bond), parent
             types = torsion_types(parent, bonds, molecule, fragment.bond_indices, fragment.atom_map)
         fragments.append(fragment)
         for torsion_type in types:
@@ -65,13 +64,6 @@ def bespoke_targets(workflow: BespokeWorkflow, fragmentation: FragmentationResul
     for fragment in fragments:
         check_fragment_labels(force_field, parent_molecule(fragment.smiles), fragment.bond_indices, parameters)
     return targets
-
-
-def _whole_parent(parent_smiles: str, parent: Molecule, bond: Bond) -> Fragment:
-    """The parent itself as the fragment of one of its bonds."""
-    return Fragment(
-        smiles=parent_smiles, bond_indices=bond, parent_bond=bond, atom_map={i: i for i in range(parent.n_atoms)}
-    )
 
 
 def _equivalent_bonds(parent: Molecule, bonds: list[Bond]) -> dict[Bond, list[Bond]]:
