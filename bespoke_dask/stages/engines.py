@@ -22,7 +22,7 @@ from bespoke_dask.stages.psi4 import (
     psi4_executable,
     psi4_model_error,
 )
-from bespoke_dask.stages.xtb import XTB_MAX_Z, TBLiteHarness, xtb_model_error
+from bespoke_dask.stages.xtb import XTB_MAX_Z, XTB_METHODS, TBLiteHarness
 
 # MMFF94 covers these covalently bound elements (its other types are free ions: Li+, Na+, K+, Mg2+, ...).
 MMFF_ELEMENTS = frozenset("H C N O F Si P S Cl Br I".split())
@@ -44,12 +44,17 @@ class Engine:
     install: str = ""  # how to install the program
 
 
-def _rdkit_model_error(spec: QCSpec) -> str | None:
-    if spec.method not in RDKIT_METHODS:
-        return f"rdkit cannot do method {spec.method!r}; use one of {', '.join(RDKIT_METHODS)}"
-    if spec.basis is not None:
-        return f"rdkit takes no basis set (got {spec.basis!r}); use basis none"
-    return None
+def _methods_without_basis(program: str, methods: Iterable[str]) -> Callable[[QCSpec], str | None]:
+    """The model check of a program that takes one of `methods` and no basis set."""
+
+    def model_error(spec: QCSpec) -> str | None:
+        if spec.method not in methods:
+            return f"{program} cannot do method {spec.method!r}; use one of {', '.join(methods)}"
+        if spec.basis is not None:
+            return f"{program} takes no basis set (got {spec.basis!r}); use basis none"
+        return None
+
+    return model_error
 
 
 @functools.lru_cache(maxsize=None)
@@ -61,7 +66,7 @@ ENGINES = {
     "xtb": Engine(
         program="xtb",
         harness=TBLiteHarness,
-        model_error=xtb_model_error,
+        model_error=_methods_without_basis("xtb", XTB_METHODS),
         elements=lambda spec: _elements_up_to(XTB_MAX_Z),
         available=TBLiteHarness.found,
         elements_note=f"GFN-xTB is parametrised up to Z={XTB_MAX_Z}",
@@ -79,7 +84,7 @@ ENGINES = {
     "rdkit": Engine(
         program="rdkit",
         harness=None,
-        model_error=_rdkit_model_error,
+        model_error=_methods_without_basis("rdkit", RDKIT_METHODS),
         elements=lambda spec: _elements_up_to(UFF_MAX_Z) if spec.method == "uff" else MMFF_ELEMENTS,
         available=lambda: which_import("rdkit", return_bool=True),
         elements_note=f"MMFF94 types only {' '.join(sorted(MMFF_ELEMENTS))}",

@@ -8,8 +8,6 @@ from qcengine.exceptions import InputError as EngineInputError
 from qcengine.exceptions import UnknownError
 from qcengine.programs.model import ProgramHarness
 
-from bespoke_dask.schema.workflow import QCSpec
-
 XTB_METHODS = {
     "gfn2xtb": "GFN2-xTB",
     "gfn2-xtb": "GFN2-xTB",
@@ -98,11 +96,3 @@ def _xtb_method(input_model: AtomicInput) -> str:
     if unknown:
         raise EngineInputError(f"unknown tblite keywords: {', '.join(sorted(unknown))}")
     return method
-
-
-def xtb_model_error(spec: QCSpec) -> str | None:
-    if spec.method not in XTB_METHODS:
-        return f"xtb cannot do method {spec.method!r}; use one of {', '.join(XTB_METHODS)}"
-    if spec.basis is not None:
-        return f"xtb takes no basis set (got {spec.basis!r}); use basis none"
-    return None
