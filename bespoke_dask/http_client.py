@@ -26,8 +26,8 @@ TOKEN_HEADER = "X-Bespoke-Token"  # carries scheduler.json's token to the cancel
 
 
 class DashboardReader:
-    """`list` and `retrieve` of `BespokeDaskExecutor` as GETs of `/bespoke/api/outputs[/<id>]` on the
-    dashboard at `url`; None when it cannot answer."""
+    """`list`, `retrieve`, `wait_until_complete` and `cancel` of `BespokeDaskExecutor` through
+    `/bespoke/api/outputs[/<id>[/cancel]]` on the dashboard at `url`; None when it cannot answer."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = TIMEOUT):
         self.url = url.rstrip("/")
@@ -42,7 +42,7 @@ class DashboardReader:
 
     def retrieve(self, workflow_id: str) -> BespokeExecutorOutput | None:
         """One workflow's status and results (as `BespokeDaskExecutor.retrieve`)."""
-        return self._ask(f"outputs/{urllib.parse.quote(str(workflow_id), safe='')}", BespokeExecutorOutput.model_validate)
+        return self._ask(_output_route(workflow_id), BespokeExecutorOutput.model_validate)
 
     def wait_until_complete(
         self,
@@ -71,8 +71,8 @@ class DashboardReader:
         """Cancel a workflow and return its final status (as `BespokeDaskExecutor.cancel`)."""
         if self.token is None:
             return None
-        route = f"outputs/{urllib.parse.quote(str(workflow_id), safe='')}/cancel"
-        request = urllib.request.Request(f"{self.url}/bespoke/api/{route}", data=b"", headers={TOKEN_HEADER: self.token})
+        route = f"{self.url}/bespoke/api/{_output_route(workflow_id)}/cancel"
+        request = urllib.request.Request(route, data=b"", headers={TOKEN_HEADER: self.token})
         if self._ask(request, lambda answer: answer) is None:
             return None
         return self.wait_until_complete(workflow_id, poll=0.1)
@@ -85,6 +85,10 @@ class DashboardReader:
                 return parse(json.load(response))
         except (OSError, ValueError):  # gone, an unknown id, an older executor: Dask's client says which
             return None
+
+
+def _output_route(workflow_id: str) -> str:
+    return f"outputs/{urllib.parse.quote(str(workflow_id), safe='')}"
 
 
 def dashboard_of(directory: str | os.PathLike, scheduler_address: str | None = None) -> DashboardReader | None:
