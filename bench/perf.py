@@ -114,6 +114,9 @@ def scan(args) -> dict:
     mean_width = sum(widths) / len(widths)
     speedup = serial["time_s"] / dask_time
     qc_task_time = sum(t.duration for t in wavefronts if t.stage == "qc")
+    # A job decided before its wavefront was asked for starts ahead: before the advance that asks for it ends.
+    ahead = [key for advance, step in zip(steps[2::2], steps[3::2]) for key in step
+             if known[key].start < known[advance[0]].stop]
     # If every optimization took as long as alone: each wavefront takes ceil(width / W) rounds.
     packing = sum(widths) / sum(math.ceil(width / args.qc_workers) for width in widths)
     inflation = qc_task_time / serial["time_s"]  # > 1: optimizations run at once slow each other
@@ -132,6 +135,8 @@ def scan(args) -> dict:
         "dask_s": dask_time,
         "dask_qc_task_time_s": qc_task_time,
         "dask_handoff_total_s": sum(taskstream.gaps(steps, known)),
+        "qc_tasks_run": taskstream.count(runs, "qc"),  # above `optimizations`: jobs started ahead in vain
+        "qc_tasks_started_ahead": len(ahead),
         "speedup": speedup,
         "speedup_over_bound": speedup / min(args.qc_workers, mean_width),
         "wavefront_widths": widths,

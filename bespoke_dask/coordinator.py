@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 SCANS = "scan"  # store folder of finished torsiondrives, keyed by their task's hash
 # Dask priority of the tasks a driver submits: minus its workflow's number, so that the
 # workflows submitted first finish first instead of every workflow advancing in step.
-_priority: contextvars.ContextVar[int] = contextvars.ContextVar("priority", default=0)
+_priority: contextvars.ContextVar[float] = contextvars.ContextVar("priority", default=0)
 
 
 class CacheMiss(LookupError):
@@ -269,15 +269,18 @@ class Coordinator:
     async def _drive_scan(
         self, task: TorsionScanTask, shared: SharedScan, timeouts: StageTimeouts | None = None
     ) -> TorsionScanResult:
-        """Run a torsiondrive wavefront by wavefront, every optimization its own `qc` task."""
+        """Run a torsiondrive wavefront by wavefront, every optimization its own `qc` task.
+
+        The jobs of the next wavefront that finished ones already decide start at once, behind
+        the current wavefront's own (they fill the workers the wavefront's tail leaves idle).
+        """
+        ahead: dict[str, asyncio.Task] = {}
         try:
             shared.update(status="running")
             step = await self.compute(graph.SCAN_START, task)
             shared.update(grid_points=step.state.grid_points)
             while step.result is None:
-                async with asyncio.TaskGroup() as group:  # one failure stops the others
-                    running = [group.create_task(self._optimize(job, shared, timeouts)) for job in step.jobs]
-                results = [optimization.result() for optimization in running]
+                results = await self._wavefront(step, shared, timeouts, ahead)
                 step = await self.compute(graph.SCAN_ADVANCE, step.state, results)
                 angles, energies = qc_profile(step.state.td_state)
                 shared.update(
@@ -289,8 +292,36 @@ class Coordinator:
             await self._stored("put", SCANS, task.content_hash(), step.result)
             return step.result
         finally:
+            for started in ahead.values():
+                started.cancel()  # a job started ahead that no wavefront asked for
             if self._scans.get(task.content_hash()) is shared:
                 del self._scans[task.content_hash()]
+
+    async def _wavefront(self, step, shared: SharedScan, timeouts: StageTimeouts | None, ahead: dict) -> list:
+        """The results of a wavefront's jobs; as each finishes, the jobs it decides are started."""
+        done: dict[int, object] = {}
+
+        async def run(index: int, job):
+            done[index] = await self._optimize(job, shared, timeouts)
+            if len(done) < len(step.jobs):  # else the wavefront is over: `advance` decides
+                finished = sorted(done)
+                jobs, results = [step.jobs[i] for i in finished], [done[i] for i in finished]
+                decide = self._start_decided(step.state, jobs, results, timeouts, ahead)
+                ahead[graph.task_key(graph.SCAN_DECIDED, step.state, jobs, results)] = asyncio.create_task(_quietly(decide))
+            return done[index]
+
+        async with asyncio.TaskGroup() as group:  # one failure stops the others
+            running = [group.create_task(run(index, job)) for index, job in enumerate(step.jobs)]
+        return [optimization.result() for optimization in running]
+
+    async def _start_decided(self, state, jobs: list, results: list, timeouts: StageTimeouts | None, ahead: dict):
+        """Start the jobs of the next wavefront that these finished ones decide, behind the
+        jobs already waiting in this workflow (and before those of later workflows)."""
+        _priority.set(_priority.get() - 0.5)  # this task's context only
+        for job in await self.compute(graph.SCAN_DECIDED, state, jobs, results):
+            key = graph.task_key(graph.QC, job)
+            if key not in ahead:
+                ahead[key] = asyncio.create_task(_quietly(self.compute(graph.QC, job, limits=timeouts)))
 
     async def _optimize(self, job, shared: SharedScan, timeouts: StageTimeouts | None):
         """One grid point's optimization; a failed one runs once more from another start geometry."""
@@ -446,6 +477,12 @@ class Coordinator:
 async def _log_event(client: Client, topic_name: str, message: dict) -> None:
     with contextlib.suppress(Exception):  # a status nobody could receive is no error
         await client.log_event(topic_name, message)
+
+
+async def _quietly(work) -> None:
+    """Await `work` for its side effects; its error is for whoever asks for its result later."""
+    with contextlib.suppress(Exception):
+        await work
 
 
 def _logged(write: Future) -> None:

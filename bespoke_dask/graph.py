@@ -42,6 +42,7 @@ FRAGMENT = Stage("fragment", f"{_STAGES}.fragment:fragment", FragmentationResult
 TARGETS = Stage("targets", f"{_STAGES}.targets:bespoke_targets", list[TorsionTarget], "fragmenter")
 SCAN_START = Stage("scan-start", f"{_STAGES}.torsiondrive:start", ScanStep)
 SCAN_ADVANCE = Stage("scan-advance", f"{_STAGES}.torsiondrive:advance", ScanStep, cached=False)
+SCAN_DECIDED = Stage("scan-decided", f"{_STAGES}.torsiondrive:decided_jobs", list[ConstrainedOptimization], cached=False)
 QC = Stage("qc", f"{_STAGES}.qc:optimize_constrained", OptimizationResult, "qc", configured=True)
 QC_RESTART = Stage("qc-restart", f"{_STAGES}.torsiondrive:restarted", ConstrainedOptimization, cached=False)
 OPTIMIZE = Stage("optimize", f"{_STAGES}.optimize:optimize", FitResult, "optimizer")
@@ -57,7 +58,7 @@ def task_key(stage: Stage, *args) -> str:
     return f"{stage.name}-{digest.hexdigest()[:40]}"
 
 
-def submit(client: Client, stage: Stage, *args, timeout: float | None = None, priority: int = 0):
+def submit(client: Client, stage: Stage, *args, timeout: float | None = None, priority: float = 0):
     """Submit one stage call as a Dask task holding one unit of its pool's resource.
 
     A stage with a pool runs in a child process of its worker, stopped after `timeout` seconds.

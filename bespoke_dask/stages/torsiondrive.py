@@ -2,17 +2,21 @@
 
 The scan never runs optimizations itself: each step hands back a wavefront of independent
 constrained optimizations, and the caller runs them (serially, or in parallel on Dask) and
-passes the results to `advance`. `run_torsiondrive` is the serial loop.
+passes the results to `advance`. `run_torsiondrive` is the serial loop. `decided_jobs` names
+the jobs of the next wavefront that the finished part of the current one already decides, so
+that a parallel caller can start them while the rest of the wavefront still runs.
 """
 
 import contextlib
 import copy
 import io
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
 from openff.toolkit import Molecule
 from openff.units import unit
+from geometric.nifty import ang2bohr, bohr2ang
 from torsiondrive import td_api
 
 from bespoke_dask.schema import (
@@ -83,6 +87,44 @@ def run_torsiondrive(task: TorsionScanTask, run_batch: BatchRunner) -> TorsionSc
     return step.result
 
 
+def decided_jobs(
+    state: ScanState, jobs: list[ConstrainedOptimization], results: list[OptimizationResult]
+) -> list[ConstrainedOptimization]:
+    """Jobs of the next wavefront that the finished `jobs` of the pending one (with their
+    `results`) have already decided.
+
+    torsiondrive moves on from a grid point with the lowest result the wavefront found there,
+    if it beats every earlier result there by `energy_decrease_thresh`: one optimization at
+    each neighbour in range, from that geometry. A grid point whose jobs have all finished is
+    decided. `advance` alone steps the scan, so a guess that turns out wrong (with an
+    `energy_upper_limit`, a later global minimum can veto a job) costs work, never a result.
+    """
+    task = state.task
+    running = Counter(state.pending) - Counter(_grid_id(job) for job in jobs)
+    best: dict[str, OptimizationResult] = {}
+    for job, result in zip(jobs, results):
+        grid_id = _grid_id(job)
+        if not running[grid_id] and (grid_id not in best or result.energy < best[grid_id].energy):
+            best[grid_id] = result
+    status = state.td_state["grid_status"]
+    energies = [energy for grid in status.values() for *_, energy in grid] + [r.energy for r in results]
+    threshold = 1e-5 if task.energy_decrease_thresh is None else task.energy_decrease_thresh
+    angles = grid_angles(task.grid_spacing, task.scan_range)
+    decided = []
+    for grid_id, result in sorted(best.items()):
+        earlier = [energy for *_, energy in status.get(grid_id, [])]
+        if earlier and result.energy >= min(earlier) - threshold:
+            continue
+        if task.energy_upper_limit is not None and result.energy > min(energies) + task.energy_upper_limit:
+            continue
+        geometry = (np.asarray(result.final_geometry) * bohr2ang * ang2bohr).tolist()  # as td_api hands it on
+        for neighbour in (int(grid_id) - task.grid_spacing, int(grid_id) + task.grid_spacing):
+            neighbour += (180 - neighbour) // 360 * 360  # in (-180, 180], as torsiondrive names it
+            if neighbour in angles:
+                decided.append(_job(state, str(neighbour), geometry))
+    return decided
+
+
 def restarted(job: ConstrainedOptimization, displacement: float = 0.1) -> ConstrainedOptimization:
     """`job` from another start geometry: every atom moved up to `displacement` bohr at random.
 
@@ -121,17 +163,24 @@ def _next_step(state: ScanState) -> ScanStep:
     for grid_id, geometries in sorted(next_jobs.items()):
         for geometry in geometries:
             pending.append(grid_id)
-            jobs.append(
-                ConstrainedOptimization(
-                    mapped_smiles=state.mapped_smiles,
-                    geometry=geometry,
-                    dihedral=state.dihedral,
-                    angle=float(grid_id),
-                    qc_spec=state.task.qc_spec,
-                    optimization=state.task.optimization,
-                )
-            )
+            jobs.append(_job(state, grid_id, geometry))
     return ScanStep(state=state.model_copy(update={"pending": pending}), jobs=jobs)
+
+
+def _job(state: ScanState, grid_id: str, geometry: list[float]) -> ConstrainedOptimization:
+    return ConstrainedOptimization(
+        mapped_smiles=state.mapped_smiles,
+        geometry=geometry,
+        dihedral=state.dihedral,
+        angle=float(grid_id),
+        qc_spec=state.task.qc_spec,
+        optimization=state.task.optimization,
+    )
+
+
+def _grid_id(job: ConstrainedOptimization) -> str:
+    """The td_api grid id of a job's target angle."""
+    return str(round(job.angle))
 
 
 def _result(state: ScanState) -> TorsionScanResult:

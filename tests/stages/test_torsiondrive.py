@@ -58,3 +58,26 @@ def test_serial_and_dask_wavefronts_give_identical_scans():
 def test_grid_point_totals_count_180_and_minus_180_once(spacing, scan_range, points):
     task = TASK.model_copy(update={"grid_spacing": spacing, "scan_range": scan_range})
     assert torsiondrive.grid_points_total(task) == points
+
+
+def test_jobs_decided_early_are_jobs_the_next_wavefront_asks_for():
+    wavefronts = []
+
+    def run_and_record(jobs):
+        results = run_serially(jobs)
+        wavefronts.append((jobs, results))
+        return results
+
+    step = torsiondrive.start(TASK)
+    states = []
+    while step.result is None:
+        states.append(step.state)
+        step = torsiondrive.advance(step.state, run_and_record(step.jobs))
+    decided = 0
+    for state, (jobs, results), following in zip(states, wavefronts, [*wavefronts[1:], ([], [])]):
+        asked_next = {job.content_hash() for job in following[0]}
+        for finished in [slice(0, k) for k in range(1, len(jobs))] + [slice(k, None) for k in range(1, len(jobs))]:
+            early = torsiondrive.decided_jobs(state, jobs[finished], results[finished])
+            assert {job.content_hash() for job in early} <= asked_next
+            decided += len(early)
+    assert decided > 0
