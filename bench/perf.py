@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import dask
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench modules, when run as a script
 
 import structure
@@ -99,28 +101,16 @@ def scan(args) -> dict:
     """One scan: Dask wavefronts on W QC workers vs qcengine's serial torsiondrive procedure."""
     workflow = workload.scan_workflow(args.smiles, args.torsion, args.grid_spacing, args.conformers, args.qc_spec)
     with tempfile.TemporaryDirectory() as directory:
-        with executor_on(directory, qc=args.qc_workers) as executor:
-            workload.warm(executor.client)
-            since = time.time()
-            run_batch(executor, [workflow])
-            runs = taskstream.tasks(executor.client, since)
-        keys = structure.workflow_keys(directory, workflow)
-        (scan_key, steps), *others = keys.scans.items()
-        known = taskstream.by_key(runs)
-        wavefronts = [known[key] for step in steps[1:] for key in step]
-        dask_time = max(t.stop for t in wavefronts) - known[steps[0][0]].stop  # after the conformers
-        widths = structure.wavefront_widths(steps)
+        ahead = _dask_scan(workflow, directory, args.qc_workers)
+        (scan_key, steps), *others = structure.workflow_keys(directory, workflow).scans.items()
         serial = workload.serial_torsiondrive(directory, scan_key)
+    with tempfile.TemporaryDirectory() as directory, dask.config.set({"bespoke-dask.scan-ahead": False}):
+        in_step = _dask_scan(workflow, directory, args.qc_workers)
+    widths = structure.wavefront_widths(steps)
     mean_width = sum(widths) / len(widths)
-    speedup = serial["time_s"] / dask_time
-    qc_task_time = sum(t.duration for t in wavefronts if t.stage == "qc")
-    # A job decided before its wavefront was asked for starts ahead: before the advance that asks for it ends.
-    ahead = [key for advance, step in zip(steps[2::2], steps[3::2]) for key in step
-             if known[key].start < known[advance[0]].stop]
     # If every optimization took as long as alone: each wavefront takes ceil(width / W) rounds.
     packing = sum(widths) / sum(math.ceil(width / args.qc_workers) for width in widths)
-    inflation = qc_task_time / serial["time_s"]  # > 1: optimizations run at once slow each other
-    return {
+    figures = {
         "smiles": args.smiles,
         "qc_spec": " ".join(args.qc_spec),
         "scans_in_workflow": 1 + len(others),
@@ -128,21 +118,45 @@ def scan(args) -> dict:
         "optimizations": sum(widths),
         "wavefronts": len(widths),
         "mean_wavefront_width": mean_width,
+        "wavefront_widths": widths,
+        "wavefront_packing_bound": packing,
         "serial_reference": serial["reference"],
         "serial_s": serial["time_s"],
         "serial_optimizations": serial["optimizations"],
         "max_energy_difference_kcal_mol": serial["max_energy_difference_kcal_mol"],
-        "dask_s": dask_time,
-        "dask_qc_task_time_s": qc_task_time,
-        "dask_handoff_total_s": sum(taskstream.gaps(steps, known)),
+    }
+    for name, run in (("scan_ahead", ahead), ("wavefronts_in_step", in_step)):
+        speedup = serial["time_s"] / run["dask_s"]
+        inflation = run["dask_qc_task_time_s"] / serial["time_s"]  # > 1: optimizations at once slow each other
+        figures[name] = {
+            **run,
+            "speedup": speedup,
+            "speedup_over_bound": speedup / min(args.qc_workers, mean_width),
+            "qc_task_time_over_serial": inflation,
+            "speedup_over_packing_and_inflation": speedup / (packing / inflation),
+        }
+    figures["ahead_over_in_step_speedup"] = figures["scan_ahead"]["speedup"] / figures["wavefronts_in_step"]["speedup"]
+    return figures
+
+
+def _dask_scan(workflow, directory: str, qc_workers: int) -> dict:
+    """Run `workflow` (one scan) on a fresh executor; its times from the task stream."""
+    with executor_on(directory, qc=qc_workers) as executor:
+        workload.warm(executor.client)
+        since = time.time()
+        run_batch(executor, [workflow])
+        runs = taskstream.tasks(executor.client, since)
+    (_, steps), *_ = structure.workflow_keys(directory, workflow).scans.items()
+    known = taskstream.by_key(runs)
+    wavefronts = [known[key] for step in steps[1:] for key in step]
+    # A job decided before its wavefront was asked for starts ahead: before the advance that asks for it ends.
+    ahead = [key for advance, step in zip(steps[2::2], steps[3::2]) for key in step
+             if known[key].start < known[advance[0]].stop]
+    return {
+        "dask_s": max(t.stop for t in wavefronts) - known[steps[0][0]].stop,  # after the conformers
+        "dask_qc_task_time_s": sum(t.duration for t in wavefronts if t.stage == "qc"),
         "qc_tasks_run": taskstream.count(runs, "qc"),  # above `optimizations`: jobs started ahead in vain
         "qc_tasks_started_ahead": len(ahead),
-        "speedup": speedup,
-        "speedup_over_bound": speedup / min(args.qc_workers, mean_width),
-        "wavefront_widths": widths,
-        "wavefront_packing_bound": packing,
-        "qc_task_time_over_serial": inflation,
-        "speedup_over_packing_and_inflation": speedup / (packing / inflation),
     }
 
 

@@ -272,7 +272,8 @@ class Coordinator:
         """Run a torsiondrive wavefront by wavefront, every optimization its own `qc` task.
 
         The jobs of the next wavefront that finished ones already decide start at once, behind
-        the current wavefront's own (they fill the workers the wavefront's tail leaves idle).
+        the current wavefront's own (they fill the workers the wavefront's tail leaves idle;
+        `bespoke-dask.scan-ahead: false` turns this off).
         """
         ahead: dict[str, asyncio.Task] = {}
         try:
@@ -303,7 +304,7 @@ class Coordinator:
 
         async def run(index: int, job):
             done[index] = await self._optimize(job, shared, timeouts)
-            if len(done) < len(step.jobs):  # else the wavefront is over: `advance` decides
+            if len(done) < len(step.jobs) and policy.scan_ahead():  # else `advance` decides
                 finished = sorted(done)
                 jobs, results = [step.jobs[i] for i in finished], [done[i] for i in finished]
                 decide = self._start_decided(step.state, jobs, results, timeouts, ahead)

@@ -49,6 +49,11 @@ def retries() -> int:
     return int(dask.config.get("bespoke-dask.retries", 2))
 
 
+def scan_ahead() -> bool:
+    """Whether a scan starts the next wavefront's decided jobs while the current one still runs."""
+    return bool(dask.config.get("bespoke-dask.scan-ahead", True))
+
+
 def death(error: BaseException) -> str:
     """Why a task has to run again, in a few words."""
     if isinstance(error, KilledWorker):
