@@ -104,6 +104,8 @@ def scan(args) -> dict:
         ahead = _dask_scan(workflow, directory, args.qc_workers)
         (scan_key, steps), *others = structure.workflow_keys(directory, workflow).scans.items()
         serial = workload.serial_torsiondrive(directory, scan_key)
+        sample = workload.scan_jobs(directory, scan_key, 8)
+        slowdown = workload.concurrent_slowdown(sample, args.qc_workers)
     with tempfile.TemporaryDirectory() as directory, dask.config.set({"bespoke-dask.scan-ahead": False}):
         in_step = _dask_scan(workflow, directory, args.qc_workers)
     widths = structure.wavefront_widths(steps)
@@ -124,6 +126,9 @@ def scan(args) -> dict:
         "serial_s": serial["time_s"],
         "serial_optimizations": serial["optimizations"],
         "max_energy_difference_kcal_mol": serial["max_energy_difference_kcal_mol"],
+        # The first 8 optimizations in W plain processes at once vs in one alone (no executor):
+        # the machine's own cost of running W side by side, part of qc_task_time_over_serial.
+        "plain_processes_slowdown": slowdown,
     }
     for name, run in (("scan_ahead", ahead), ("wavefronts_in_step", in_step)):
         speedup = serial["time_s"] / run["dask_s"]

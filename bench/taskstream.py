@@ -111,16 +111,21 @@ def chain_time(steps: list[list[str]], known: dict[str, Task]) -> float:
 
 
 def gaps(steps: list[list[str]], known: dict[str, Task]) -> list[float]:
-    """Hand-offs along a chain (s): from the end of one step's last task to the next step's first start.
+    """Hand-offs along a chain (s): from the end of one step's last task to the first start after it
+    in the next step.
 
-    Steps with no task in the stream (served by the store) are skipped.
+    Steps with no task in the stream (served by the store) are skipped, and so are tasks started
+    before the step ahead of them ended (a scan's jobs started ahead): nothing waited for them.
     """
-    spans = [
-        (min(known[k].start for k in present), max(known[k].stop for k in present))
-        for step in steps
-        if (present := [key for key in step if key in known])
-    ]
-    return [after[0] - before[1] for before, after in pairwise(spans)]
+    present = [[known[key] for key in step if key in known] for step in steps]
+    present = [step for step in present if step]
+    handoffs = []
+    for before, after in pairwise(present):
+        ended = max(task.stop for task in before)
+        waited = [task.start - ended for task in after if task.start >= ended]
+        if waited:
+            handoffs.append(min(waited))
+    return handoffs
 
 
 def median_worker_gap(runs: list[Task], pool: str) -> float | None:

@@ -1,8 +1,11 @@
 """What the speed benchmarks run: molecules, workflows, the serial reference scan and CPU sampling."""
 
 import argparse
+import multiprocessing
+import statistics
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -118,6 +121,47 @@ def serial_torsiondrive(directory: str | Path, scan_key: str) -> dict:
         "optimizations": sum(len(runs) for runs in result.optimization_history.values()),
         "max_energy_difference_kcal_mol": HARTREE_IN_KCAL_MOL * max(abs(ours[a] - theirs[a]) for a in ours),
     }
+
+
+def scan_jobs(directory: str | Path, scan_key: str, n: int) -> list:
+    """The first `n` constrained optimizations of a finished scan, replayed from the store."""
+    from bespoke_dask import graph
+    from bespoke_dask.schema import OptimizationResult
+    from bespoke_dask.stages import torsiondrive
+
+    store = Store(Path(directory) / "store")
+    task = store.get(SCANS, scan_key, TorsionScanResult).task
+    step = store.get("scan-start", graph.task_key(graph.SCAN_START, task), ScanStep)
+    jobs = []
+    while step.result is None and len(jobs) < n:
+        jobs += step.jobs
+        results = [store.get("qc", graph.task_key(graph.QC, job), OptimizationResult) for job in step.jobs]
+        step = torsiondrive.advance(step.state, results)
+    return jobs[:n]
+
+
+def concurrent_slowdown(jobs: list, copies: int) -> float:
+    """How much longer `jobs` take in each of `copies` plain processes running at once than in one
+    process alone: what running optimizations side by side costs on this machine, with no executor."""
+    alone, = _timed_copies(jobs, 1)
+    return statistics.mean(_timed_copies(jobs, copies)) / alone
+
+
+def _timed_copies(jobs: list, copies: int) -> list[float]:
+    with ProcessPoolExecutor(copies, mp_context=multiprocessing.get_context("spawn")) as pool:
+        start_at = time.time() + 20  # after every copy has imported and warmed up
+        return list(pool.map(_run_jobs, [jobs] * copies, [start_at] * copies))
+
+
+def _run_jobs(jobs: list, start_at: float) -> float:
+    from bespoke_dask.stages.qc import optimize_constrained
+
+    optimize_constrained(jobs[0])  # imports and first-call set-up
+    time.sleep(max(0.0, start_at - time.time()))
+    start = time.perf_counter()
+    for job in jobs:
+        optimize_constrained(job)
+    return time.perf_counter() - start
 
 
 def worker_pids(client, pool: str | None = None) -> list[int]:
