@@ -5,6 +5,7 @@ Named workflows: `default` (BespokeFit's defaults: WBO fragments, psi4 B3LYP-D3B
 `debug` (GFN2-xTB, 30 degree scans from one conformer, Pfizer fragments: seconds to minutes).
 """
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -61,7 +62,11 @@ class BespokeWorkflowFactory(WorkflowSettings):
             return cls.model_validate_json(text)
         except ValidationError as error:
             problem = error.errors()[0]
-            where = ".".join(str(part) for part in problem["loc"]) or "the top level"
+            # A key that is no plain name (it may hold a newline) is shown quoted, as JSON writes it.
+            where = ".".join(
+                str(part) if isinstance(part, int) or part.isidentifier() else json.dumps(part)
+                for part in problem["loc"]
+            ) or "the top level"
             more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
             raise InputError(f"{source} is not a valid workflow: {where}: {problem['msg']}{more}") from None
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dask.config
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openff.toolkit import Molecule
 from typer.testing import CliRunner
@@ -179,6 +179,7 @@ def _check_validation_only(text: str) -> None:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_json)
+@example({"\n": None})  # a key with a newline once made the error two lines
 def test_random_json_only_gives_validation_errors(value):
     _check_validation_only(json.dumps(value))
 
