@@ -308,7 +308,8 @@ class Coordinator:
                 finished = sorted(done)
                 jobs, results = [step.jobs[i] for i in finished], [done[i] for i in finished]
                 decide = self._start_decided(step.state, jobs, results, timeouts, ahead)
-                ahead[graph.task_key(graph.SCAN_DECIDED, step.state, jobs, results)] = asyncio.create_task(_quietly(decide))
+                # a cheap unique name: hashing the state here would repeat the hashing `compute` does
+                ahead[f"decide-{id(step)}-{len(done)}"] = asyncio.create_task(_quietly(decide))
             return done[index]
 
         async with asyncio.TaskGroup() as group:  # one failure stops the others

@@ -18,6 +18,7 @@ from openff.toolkit import Molecule
 from openff.units import unit
 from geometric.nifty import ang2bohr, bohr2ang
 from torsiondrive import td_api
+from torsiondrive.dihedral_scanner import normalize_dihedral
 
 from bespoke_dask.schema import (
     ConstrainedOptimization,
@@ -118,8 +119,8 @@ def decided_jobs(
         if task.energy_upper_limit is not None and result.energy > min(energies) + task.energy_upper_limit:
             continue
         geometry = (np.asarray(result.final_geometry) * bohr2ang * ang2bohr).tolist()  # as td_api hands it on
-        for neighbour in (int(grid_id) - task.grid_spacing, int(grid_id) + task.grid_spacing):
-            neighbour += (180 - neighbour) // 360 * 360  # in (-180, 180], as torsiondrive names it
+        for side in (-task.grid_spacing, task.grid_spacing):
+            neighbour = normalize_dihedral(int(grid_id) + side)  # in (-180, 180], as torsiondrive names it
             if neighbour in angles:
                 decided.append(_job(state, str(neighbour), geometry))
     return decided
