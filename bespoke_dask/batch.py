@@ -22,7 +22,7 @@ from distributed.security import Security
 
 from bespoke_dask.allocation import SrunJob
 from bespoke_dask.cluster import dashboard_address, protocol
-from bespoke_dask.config import POOLS, WORKER_TYPES, BespokeWorkerConfig, Pool, pool_setting
+from bespoke_dask.config import POOLS, WORKER_TYPES, BespokeWorkerConfig, Pool, distributed_environment, pool_setting
 from bespoke_dask.errors import InputError
 
 # The pools in the user's words (launch-worker --worker-type, jobqueue.yaml sections).
@@ -110,7 +110,7 @@ def job_options(system: str, pool: Pool, directory: Path, loopback: bool = False
         extra_args += ["--resources", f"{pool}={pool_setting(pool, 'n-tasks')}"]
     if loopback and not section.get("interface") and "--host" not in extra_args:
         extra_args += ["--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"]
-    environment = worker_config(section, pool).environment(pool)
+    environment = worker_config(section, pool).environment(pool) | distributed_environment()
     prologue = list(section.get("job-script-prologue") or [])
     prologue += [f"export {name}={value}" for name, value in environment.items()]
     log_directory = section.get("log-directory") or str(Path(directory).resolve() / "jobs")

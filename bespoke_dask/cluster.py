@@ -6,10 +6,11 @@ import dask.config
 from distributed import Nanny, Scheduler, SpecCluster
 from distributed.security import Security
 
-from bespoke_dask.config import BespokeWorkerConfig, Pool, pool_setting
+from bespoke_dask.config import BespokeWorkerConfig, Pool, adopt_distributed_defaults, pool_setting
 from bespoke_dask.logs import WORKER_LOG_LEVEL
 
 THREAD_LIMITS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+adopt_distributed_defaults()  # the schedulers and workers started from here are quieter
 
 
 class PoolNanny(Nanny):

@@ -58,6 +58,27 @@ def pool_setting(pool: Pool, name: str, given=None):
     return setting(f"pools.{pool}.{name}", given)
 
 
+def adopt_distributed_defaults() -> None:
+    """Make `bespoke-dask.distributed` distributed's defaults here; a value the user set still wins.
+
+    Call after importing distributed, which loads its own defaults then (and would replace ours);
+    `dask.config.refresh()` puts distributed's back (there the first library's defaults win).
+    """
+    dask.config.update_defaults({"distributed": dask.config.get("bespoke-dask.distributed")})
+
+
+def distributed_environment() -> dict[str, str]:
+    """Those `distributed.*` settings, as now in effect, as DASK_* variables (for batch jobs)."""
+    def paths(tree: dict, prefix: tuple[str, ...]):
+        for key, value in tree.items():
+            yield from paths(value, (*prefix, key)) if isinstance(value, dict) else [(*prefix, key)]
+
+    return {
+        "DASK_" + "__".join(path).upper().replace("-", "_"): str(dask.config.get(".".join(path)))
+        for path in paths(dask.config.get("bespoke-dask.distributed"), ("distributed",))
+    }
+
+
 class BespokeWorkerConfig(BaseModel):
     """What each worker of a pool hands to its stage: cores and memory (GiB) per task."""
 

@@ -1,9 +1,11 @@
 """Shared test set-up: AmberTools on PATH, one thread per engine, a real torsiondrive record."""
 
+import copy
 import os
 import sys
 from pathlib import Path
 
+import dask.config
 import pytest
 
 import browser
@@ -12,6 +14,16 @@ import client_process
 # openff-toolkit finds AmberTools' sqm (AM1-BCC, AM1 Wiberg bond orders) on PATH.
 os.environ["PATH"] = str(Path(sys.executable).absolute().parent) + os.pathsep + os.environ["PATH"]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def config():
+    """dask.config as it was before the test (loading a jobqueue.yaml or refreshing changes it globally)."""
+    saved, defaults = copy.deepcopy(dask.config.config), copy.deepcopy(dask.config.defaults)
+    yield
+    dask.config.config.clear()
+    dask.config.config.update(saved)
+    dask.config.defaults[:] = defaults
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,5 @@
 """Job scripts per pool, line by line against jobqueue.yaml; which jobqueue.yaml is read."""
 
-import copy
 import sys
 from pathlib import Path
 
@@ -14,17 +13,15 @@ from bespoke_dask.errors import InputError
 REPOSITORY = Path(__file__).parents[1]
 SHIPPED = yaml.safe_load((REPOSITORY / "jobqueue.yaml").read_text())["jobqueue"]
 ADDRESS = "tcp://10.1.2.3:8786"
+# bespoke-dask.distributed, which a job's worker starts with (it does not import bespoke_dask first)
+DISTRIBUTED_TIMERS = [
+    "export DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL=200ms",
+    "export DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL=2s",
+    "export DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL=100ms",
+    "export DASK_DISTRIBUTED__WORKER__PROFILE__CYCLE=10s",
+    "export DASK_DISTRIBUTED__WORKER__MEMORY__MONITOR_INTERVAL=1s",
+]
 POOLS = {"fragmenter": ("fragmenter", "FRAGMENTER"), "qc": ("qc-compute", "QC_COMPUTE"), "optimizer": ("optimizer", "OPTIMIZER")}
-
-
-@pytest.fixture
-def config():
-    """dask.config as it was before the test (loading a jobqueue.yaml changes it globally)."""
-    saved, defaults = copy.deepcopy(dask.config.config), copy.deepcopy(dask.config.defaults)
-    yield
-    dask.config.config.clear()
-    dask.config.config.update(saved)
-    dask.config.defaults[:] = defaults
 
 
 def _gib(memory: str) -> int:
@@ -44,6 +41,7 @@ def _worker_lines(shape: dict, pool: str, stage: str, name: str) -> list[str]:
         f"export MKL_NUM_THREADS={cores}",
         f"export OPENBLAS_NUM_THREADS={cores}",
         f"export BEFLOW_{stage}_WORKER_MAX_MEM={float(gib)}",
+        *DISTRIBUTED_TIMERS,
         f"{sys.executable} -m distributed.cli.dask_worker {ADDRESS} --name {name} --nthreads {cores} "
         f"--memory-limit {gib:.2f}GiB --nanny --death-timeout {shape['death-timeout']} --resources {pool}=1",
     ]
@@ -114,7 +112,8 @@ def test_a_users_file_replaces_the_shipped_one_and_shares_cores_among_processes_
         "module load xtb", "export BEFLOW_QC_COMPUTE_WORKER_N_CORES=4", "export OMP_NUM_THREADS=4",
         "export MKL_NUM_THREADS=4", "export OPENBLAS_NUM_THREADS=4", "export BEFLOW_QC_COMPUTE_WORKER_MAX_MEM=16.0",
     ]
-    assert qc[18].endswith(
+    assert qc[18:23] == DISTRIBUTED_TIMERS
+    assert qc[23].endswith(
         "--nthreads 8 --memory-limit 32.00GiB --nworkers 2 --nanny --death-timeout 60 "
         "--resources qc=2 --host 127.0.0.1 --dashboard-address 127.0.0.1:0"
     )

@@ -5,6 +5,9 @@ variable, where it has one. The command line is parsed by the real Typer app, an
 the command would start is built but not started.
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dask.config
@@ -67,16 +70,12 @@ def test_each_layer_overrides_the_one_below(key, option, variable, values, read,
         assert read(launched(*flag)) == on_command_line
 
 
-def test_the_dask_config_environment_is_the_user_config_layer(monkeypatch):
+def test_the_dask_config_environment_is_the_user_config_layer(monkeypatch, config):
     monkeypatch.setenv("DASK_BESPOKE_DASK__POOLS__QC__N_WORKERS", "5")
     dask.config.refresh()
-    try:
-        assert launched().pools["qc"][0] == 5
-        monkeypatch.setenv("BEFLOW_N_QC_COMPUTE_WORKERS", "6")
-        assert launched().pools["qc"][0] == 6
-    finally:
-        monkeypatch.delenv("DASK_BESPOKE_DASK__POOLS__QC__N_WORKERS")
-        dask.config.refresh()
+    assert launched().pools["qc"][0] == 5
+    monkeypatch.setenv("BEFLOW_N_QC_COMPUTE_WORKERS", "6")
+    assert launched().pools["qc"][0] == 6
 
 
 def test_a_workers_memory_limit_is_memory_per_task_times_tasks():
@@ -100,3 +99,27 @@ def test_with_tls_required_the_dashboard_listens_on_loopback_only(tmp_path):
     assert dashboard_address("10.1.2.3", 8787, required) == "127.0.0.1:8787"
     assert dashboard_address("10.1.2.3", None, required) == "127.0.0.1:0"
     assert dashboard_address("10.1.2.3", 8787, Security()) == "10.1.2.3:8787"  # the user asked for that host
+
+
+
+def test_our_workers_start_with_distributeds_timers_slowed_unless_the_user_set_them():
+    """In a fresh interpreter: distributed's defaults load as it is imported, and ours must win over them."""
+    code = (
+        "import dask, bespoke_dask.cluster as c, bespoke_dask.config as b\n"
+        "spec = c.worker_spec('qc', b.BespokeWorkerConfig(), '127.0.0.1')\n"
+        "nanny = spec['cls']('tcp://127.0.0.1:1', **spec['options'])\n"  # built, not started
+        "worker = nanny.config['distributed']\n"
+        "print(worker['admin']['tick']['interval'], worker['worker']['profile']['interval'])\n"
+        "print(b.distributed_environment()['DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL'])\n"
+    )
+
+    def shown(**variables: str) -> list[str]:
+        run = subprocess.run([sys.executable, "-c", code], env=os.environ | variables, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.split()
+
+    ours = SHIPPED["distributed"]
+    tick, profile = ours["admin"]["tick"]["interval"], ours["worker"]["profile"]["interval"]
+    assert (tick, profile) != ("20ms", "10ms")  # distributed's own
+    assert shown() == [tick, profile, tick]
+    assert shown(DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL="50ms") == ["50ms", profile, "50ms"]
