@@ -100,14 +100,19 @@ def show(figures: dict, indent: str = "") -> None:
 def scan(args) -> dict:
     """One scan: Dask wavefronts on W QC workers vs qcengine's serial torsiondrive procedure."""
     workflow = workload.scan_workflow(args.smiles, args.torsion, args.grid_spacing, args.conformers, args.qc_spec)
+    runs = {}
     with tempfile.TemporaryDirectory() as directory:
-        ahead = _dask_scan(workflow, directory, args.qc_workers)
-        (scan_key, steps), *others = structure.workflow_keys(directory, workflow).scans.items()
+        runs["scan_ahead"], (scan_key, steps), others = _dask_scan(workflow, directory, args.qc_workers)
         serial = workload.serial_torsiondrive(directory, scan_key)
         sample = workload.scan_jobs(directory, scan_key, 8)
         slowdown = workload.concurrent_slowdown(sample, args.qc_workers)
-    with tempfile.TemporaryDirectory() as directory, dask.config.set({"bespoke-dask.scan-ahead": False}):
-        in_step = _dask_scan(workflow, directory, args.qc_workers)
+    # The same scan with each of our changes undone in turn.
+    for name, settings in (
+        ("wavefronts_in_step", {"bespoke-dask.scan-ahead": False}),
+        ("distributed_timers", workload.distributeds_own_timers()),
+    ):
+        with tempfile.TemporaryDirectory() as directory, dask.config.set(settings):
+            runs[name], *_ = _dask_scan(workflow, directory, args.qc_workers)
     widths = structure.wavefront_widths(steps)
     mean_width = sum(widths) / len(widths)
     # If every optimization took as long as alone: each wavefront takes ceil(width / W) rounds.
@@ -115,7 +120,7 @@ def scan(args) -> dict:
     figures = {
         "smiles": args.smiles,
         "qc_spec": " ".join(args.qc_spec),
-        "scans_in_workflow": 1 + len(others),
+        "scans_in_workflow": 1 + others,
         "qc_workers": args.qc_workers,
         "optimizations": sum(widths),
         "wavefronts": len(widths),
@@ -129,8 +134,10 @@ def scan(args) -> dict:
         # The first 8 optimizations in W plain processes at once vs in one alone (no executor):
         # the machine's own cost of running W side by side, part of qc_task_time_over_serial.
         "plain_processes_slowdown": slowdown,
+        "variants": "scan_ahead: as shipped; wavefronts_in_step: scan-ahead off; distributed_timers: "
+                    "distributed's own timer settings instead of bespoke-dask.distributed",
     }
-    for name, run in (("scan_ahead", ahead), ("wavefronts_in_step", in_step)):
+    for name, run in runs.items():
         speedup = serial["time_s"] / run["dask_s"]
         inflation = run["dask_qc_task_time_s"] / serial["time_s"]  # > 1: optimizations at once slow each other
         figures[name] = {
@@ -140,29 +147,35 @@ def scan(args) -> dict:
             "qc_task_time_over_serial": inflation,
             "speedup_over_packing_and_inflation": speedup / (packing / inflation),
         }
-    figures["ahead_over_in_step_speedup"] = figures["scan_ahead"]["speedup"] / figures["wavefronts_in_step"]["speedup"]
+    for name in ("wavefronts_in_step", "distributed_timers"):
+        figures[f"speedup_over_{name}"] = figures["scan_ahead"]["speedup"] / figures[name]["speedup"]
     return figures
 
 
-def _dask_scan(workflow, directory: str, qc_workers: int) -> dict:
-    """Run `workflow` (one scan) on a fresh executor; its times from the task stream."""
+def _dask_scan(workflow, directory: str, qc_workers: int) -> tuple[dict, tuple[str, list], int]:
+    """Run `workflow` (one scan) on a fresh executor: its times from the task stream, where the CPU
+    went, the scan's keys and how many other scans the workflow has."""
     with executor_on(directory, qc=qc_workers) as executor:
         workload.warm(executor.client)
-        since = time.time()
+        since, cpu = time.time(), workload.CPUSplit(executor.client)
         run_batch(executor, [workflow])
+        cpu_used = cpu.since()
         runs = taskstream.tasks(executor.client, since)
-    (_, steps), *_ = structure.workflow_keys(directory, workflow).scans.items()
+    (scan_key, steps), *others = structure.workflow_keys(directory, workflow).scans.items()
     known = taskstream.by_key(runs)
     wavefronts = [known[key] for step in steps[1:] for key in step]
     # A job decided before its wavefront was asked for starts ahead: before the advance that asks for it ends.
     ahead = [key for advance, step in zip(steps[2::2], steps[3::2]) for key in step
              if known[key].start < known[advance[0]].stop]
-    return {
+    figures = {
         "dask_s": max(t.stop for t in wavefronts) - known[steps[0][0]].stop,  # after the conformers
         "dask_qc_task_time_s": sum(t.duration for t in wavefronts if t.stage == "qc"),
         "qc_tasks_run": taskstream.count(runs, "qc"),  # above `optimizations`: jobs started ahead in vain
         "qc_tasks_started_ahead": len(ahead),
+        # over the whole workflow (conformers and fit too), CPU s of each kind of process
+        "cpu_s": cpu_used,
     }
+    return figures, (scan_key, steps), len(others)
 
 
 def dedup(args) -> dict:

@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import dask.config
 import psutil
 
 from bespoke_dask import BespokeWorkflowFactory
@@ -214,6 +215,48 @@ class CPUSampler:
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
             self.samples.append((time.time(), sum(map(_cpu, self.processes))))
+
+
+class CPUSplit:
+    """CPU seconds used from now on by this process (client, scheduler, coordinator, nannies), by
+    the Dask worker processes, and by the stage processes under them (the stage calls themselves)."""
+
+    def __init__(self, client):
+        self.workers = [psutil.Process(pid) for pid in worker_pids(client)]
+        self.start = self._now()
+
+    def since(self) -> dict[str, float]:
+        return {name: used - self.start[name] for name, used in self._now().items()}
+
+    def _now(self) -> dict[str, float]:
+        own = [_own_cpu(worker) for worker in self.workers]
+        return {
+            "scheduler_coordinator_client": _own_cpu(psutil.Process()),
+            "dask_workers": sum(own),
+            "stage_processes": sum(map(_cpu, self.workers)) - sum(own),
+        }
+
+
+def _own_cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def distributeds_own_timers() -> dict:
+    """distributed's own values of the settings `bespoke-dask.distributed` changes."""
+    import distributed
+    import yaml
+
+    theirs = yaml.safe_load((Path(distributed.__file__).parent / "distributed.yaml").read_text())
+
+    def pick(ours: dict, their: dict, prefix: str):
+        for key, value in ours.items():
+            if isinstance(value, dict):
+                yield from pick(value, their[key], f"{prefix}.{key}")
+            else:
+                yield f"{prefix}.{key}", their[key]
+
+    return dict(pick(dask.config.get("bespoke-dask.distributed"), theirs["distributed"], "distributed"))
 
 
 def _cpu(process: psutil.Process) -> float:
