@@ -146,6 +146,10 @@ def scan(args) -> dict:
             "speedup_over_bound": speedup / min(args.qc_workers, mean_width),
             "qc_task_time_over_serial": inflation,
             "speedup_over_packing_and_inflation": speedup / (packing / inflation),
+            # speedup_over_bound = (1 / inflation) x balance x dispatch when W <= mean width (dispatch
+            # above 1: scan-ahead beat wavefronts in step)
+            "balance": run["dask_qc_task_time_s"] / (args.qc_workers * run["in_step_schedule_of_these_tasks_s"]),
+            "dispatch": run["in_step_schedule_of_these_tasks_s"] / run["dask_s"],
         }
     for name in ("wavefronts_in_step", "distributed_timers"):
         figures[f"speedup_over_{name}"] = figures["scan_ahead"]["speedup"] / figures[name]["speedup"]
@@ -167,15 +171,27 @@ def _dask_scan(workflow, directory: str, qc_workers: int) -> tuple[dict, tuple[s
     # A job decided before its wavefront was asked for starts ahead: before the advance that asks for it ends.
     ahead = [key for advance, step in zip(steps[2::2], steps[3::2]) for key in step
              if known[key].start < known[advance[0]].stop]
+    durations = [[known[key].duration for key in step] for step in steps[1::2]]
     figures = {
         "dask_s": max(t.stop for t in wavefronts) - known[steps[0][0]].stop,  # after the conformers
         "dask_qc_task_time_s": sum(t.duration for t in wavefronts if t.stage == "qc"),
+        # These optimizations, as long as they took here, with no hand-off and wavefronts in step,
+        # each wavefront dealt out longest first to the W workers: what the measured tasks allow.
+        "in_step_schedule_of_these_tasks_s": sum(longest_first_makespan(d, qc_workers) for d in durations),
         "qc_tasks_run": taskstream.count(runs, "qc"),  # above `optimizations`: jobs started ahead in vain
         "qc_tasks_started_ahead": len(ahead),
         # over the whole workflow (conformers and fit too), CPU s of each kind of process
         "cpu_s": cpu_used,
     }
     return figures, (scan_key, steps), len(others)
+
+
+def longest_first_makespan(durations: list[float], workers: int) -> float:
+    """When the last of `durations` ends if each, longest first, goes to the worker free first."""
+    ends = [0.0] * workers
+    for duration in sorted(durations, reverse=True):
+        ends[ends.index(min(ends))] += duration
+    return max(ends)
 
 
 def dedup(args) -> dict:
