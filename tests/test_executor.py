@@ -34,10 +34,16 @@ def finished(tmp_path_factory):
         qc_compute_worker_config=BespokeWorkerConfig(n_cores=1),
         directory=tmp_path_factory.mktemp("executor"),
     ) as executor:
+        executor.client.get_task_stream(count=1)  # the scheduler records its task stream from now on
         ids = [executor.submit(w) for w in (lsq, forcebalance, broken)]
         results = [wait_until_complete(i) for i in ids]
         store = executor.directory / "store"
-    return dict(zip(("lsq", "forcebalance", "broken"), results)), store
+        stream = executor.client.get_task_stream(count=100_000)
+    computed = [
+        (str(entry["key"]).rsplit("-", 1)[0], run["start"], run["stop"])
+        for entry in stream for run in entry["startstops"] if run["action"] == "compute"
+    ]
+    return dict(zip(("lsq", "forcebalance", "broken"), results)), store, computed
 
 
 @pytest.mark.parametrize("optimizer", ["lsq", "forcebalance"])
@@ -63,6 +69,16 @@ def test_both_fits_share_one_fragmentation_and_one_scan(finished):
     assert len(list((store / "fragment").glob("*/*.json"))) == 1
     assert len(list((store / "targets").glob("*/*.json"))) == 2  # scan tasks carry the QC spec
     assert len(list((store / "scan").glob("*/*.json"))) == 1
+
+
+def test_the_scan_starts_jobs_of_its_next_wavefront_before_its_wavefront_ends(finished):
+    """bespoke-dask.scan-ahead: an optimization runs right across a scan step. With wavefronts in
+    step none can: a step waits for its whole wavefront, the next wavefront for the step (one scan here)."""
+    computed = finished[2]
+    optimizations = [(start, stop) for stage, start, stop in computed if stage == "qc"]
+    steps = [(start, stop) for stage, start, stop in computed if stage == "scan-advance"]
+    assert len(optimizations) >= 12 and steps
+    assert any(start < step_start and step_stop < stop for start, stop in optimizations for step_start, step_stop in steps)
 
 
 def test_a_broken_workflow_fails_alone_with_its_stage_and_reason(finished):
