@@ -17,7 +17,10 @@ from bespoke_dask.errors import InputError, StageTimeout
 def _gone(pid: int, within: float = 10.0) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:  # also when it ends between the lookup and the status
             return True
         time.sleep(0.05)
     return False
