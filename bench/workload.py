@@ -247,16 +247,10 @@ def distributeds_own_timers() -> dict:
     import distributed
     import yaml
 
+    from bespoke_dask.config import distributed_keys
+
     theirs = yaml.safe_load((Path(distributed.__file__).parent / "distributed.yaml").read_text())
-
-    def pick(ours: dict, their: dict, prefix: str):
-        for key, value in ours.items():
-            if isinstance(value, dict):
-                yield from pick(value, their[key], f"{prefix}.{key}")
-            else:
-                yield f"{prefix}.{key}", their[key]
-
-    return dict(pick(dask.config.get("bespoke-dask.distributed"), theirs["distributed"], "distributed"))
+    return {key: dask.config.get(key, config=theirs) for key in distributed_keys()}
 
 
 def _cpu(process: psutil.Process) -> float:

@@ -67,15 +67,20 @@ def adopt_distributed_defaults() -> None:
     dask.config.update_defaults({"distributed": dask.config.get("bespoke-dask.distributed")})
 
 
+def distributed_keys() -> list[str]:
+    """The `distributed.*` keys that `bespoke-dask.distributed` sets, e.g. "distributed.admin.tick.interval"."""
+    def paths(tree: dict, prefix: str):
+        for key, value in tree.items():
+            yield from paths(value, f"{prefix}.{key}") if isinstance(value, dict) else [f"{prefix}.{key}"]
+
+    return list(paths(dask.config.get("bespoke-dask.distributed"), "distributed"))
+
+
 def distributed_environment() -> dict[str, str]:
     """Those `distributed.*` settings, as now in effect, as DASK_* variables (for batch jobs)."""
-    def paths(tree: dict, prefix: tuple[str, ...]):
-        for key, value in tree.items():
-            yield from paths(value, (*prefix, key)) if isinstance(value, dict) else [(*prefix, key)]
-
     return {
-        "DASK_" + "__".join(path).upper().replace("-", "_"): str(dask.config.get(".".join(path)))
-        for path in paths(dask.config.get("bespoke-dask.distributed"), ("distributed",))
+        "DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(dask.config.get(key))
+        for key in distributed_keys()
     }
 
 

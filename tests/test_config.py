@@ -101,7 +101,6 @@ def test_with_tls_required_the_dashboard_listens_on_loopback_only(tmp_path):
     assert dashboard_address("10.1.2.3", 8787, Security()) == "10.1.2.3:8787"  # the user asked for that host
 
 
-
 def test_our_workers_start_with_distributeds_timers_slowed_unless_the_user_set_them():
     """In a fresh interpreter: distributed's defaults load as it is imported, and ours must win over them."""
     code = (
