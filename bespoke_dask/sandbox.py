@@ -13,7 +13,7 @@ new one). The child:
 - watches its worker: when the worker dies, however it died, the child kills its group.
 
 `warm` starts the forkserver ahead of the first call (the executor has every stage worker do it
-as it joins: `graph.WarmStageProcesses`).
+as it joins: `graph.WarmStages`).
 """
 
 import contextlib
@@ -32,14 +32,8 @@ from collections.abc import Callable
 from bespoke_dask.errors import StageTimeout, one_line
 from bespoke_dask.settings import Settings
 
-# Imported once by the forkserver, so every child has them loaded.
-PRELOAD = [
-    "bespoke_dask.stages.fragment",
-    "bespoke_dask.stages.targets",
-    "bespoke_dask.stages.qc",
-    "bespoke_dask.stages.torsiondrive",
-    "bespoke_dask.stages.optimize",
-]
+# Imported once by the forkserver, so every child has the stage modules loaded and set up.
+PRELOAD = ["bespoke_dask.stages.preload"]
 
 
 class StageStopped(RuntimeError):
