@@ -6,6 +6,7 @@ runs them, so the client and the coordinator never load the chemistry stack.
 
 import hashlib
 import importlib
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ QC = Stage("qc", f"{_STAGES}.qc:optimize_constrained", OptimizationResult, "qc",
 QC_RESTART = Stage("qc-restart", f"{_STAGES}.torsiondrive:restarted", ConstrainedOptimization, cached=False)
 OPTIMIZE = Stage("optimize", f"{_STAGES}.optimize:optimize", FitResult, "optimizer")
 DRAW = Stage("draw", f"{_STAGES}.depict:draw", Drawings)  # light: runs on any worker
+LIGHT = (SCAN_START, SCAN_ADVANCE, SCAN_DECIDED, QC_RESTART, DRAW)  # run in the worker itself, not a child
 
 
 def task_key(stage: Stage, *args) -> str:
@@ -77,15 +79,22 @@ def submit(client: Client, stage: Stage, *args, timeout: float | None = None, pr
     )
 
 
-class WarmStageProcesses(WorkerPlugin):
-    """On a worker of a stage pool: start the forkserver of its stage processes as the worker starts,
-    so the chemistry stack is imported while the worker waits, not when its first task needs it."""
+class WarmStages(WorkerPlugin):
+    """On a worker of a stage pool, as it joins: start the forkserver of its stage processes, and
+    import the light steps' modules in a background thread, so the chemistry stack is loaded
+    while the worker waits, not when its first task needs it (amid other workers' QC)."""
 
-    name = "bespoke-warm-stage-processes"
+    name = "bespoke-warm-stages"
 
     def setup(self, worker) -> None:
         if set(worker.state.total_resources) & set(POOLS):
             sandbox.warm()
+            threading.Thread(target=_import_light_steps, name="bespoke-warm-imports", daemon=True).start()
+
+
+def _import_light_steps() -> None:
+    for stage in LIGHT:
+        stage_function(stage.function)
 
 
 def stop(key: str) -> bool:

@@ -75,7 +75,7 @@ class CoordinatorPlugin(SchedulerPlugin):
         client = await Client(
             scheduler.address, asynchronous=True, security=_client_security(scheduler.security)
         )
-        await client.register_plugin(graph.WarmStageProcesses())  # every worker, also those joining later
+        await client.register_plugin(graph.WarmStages())  # every worker, also those joining later
         self.coordinator = Coordinator(client, self.directory, finished=self._announce)
         for workflow_id in self.coordinator.finished():
             self._announce(workflow_id)

@@ -117,17 +117,50 @@ def _forkservers() -> int:
     return sum("forkserver" in " ".join(child.cmdline()) for child in children)
 
 
+def _light_steps_loaded() -> bool:
+    """Whether this worker has imported the modules of the steps it runs itself (graph.LIGHT)."""
+    from bespoke_dask import graph
+
+    return all(stage.function.partition(":")[0] in sys.modules for stage in graph.LIGHT)
+
+
 @pytest.mark.slow
-def test_stage_workers_start_their_forkserver_before_their_first_task(tmp_path):
-    """The stage modules are imported while the workers wait, not when the first task needs them;
-    a worker of no stage pool (none here) would not start one."""
+def test_stage_workers_load_their_stages_before_their_first_task(tmp_path):
+    """The stage modules are imported while the workers wait, not when the first task needs them:
+    in the forkserver of stage processes, and in the worker itself for the light steps; a worker
+    of no stage pool (none here) would do neither."""
     from bespoke_dask import BespokeDaskExecutor
 
     with BespokeDaskExecutor(
         n_fragmenter_workers=1, n_qc_compute_workers=1, n_optimizer_workers=0, directory=tmp_path
     ) as executor:
         deadline = time.monotonic() + 120
-        while sorted(executor._client.run(_forkservers).values()) != [1, 1]:
-            assert time.monotonic() < deadline, executor._client.run(_forkservers)
+        while sorted(executor._client.run(_forkservers).values()) != [1, 1] or not all(
+            executor._client.run(_light_steps_loaded).values()
+        ):
+            assert time.monotonic() < deadline, (executor._client.run(_forkservers), executor._client.run(_light_steps_loaded))
             time.sleep(0.2)
         assert executor.list() == []  # nothing was submitted: no task started them
+
+
+def _host_facts_read_again() -> bool:
+    """In a stage process: whether qcengine's first computation would read the host's facts
+    (py-cpuinfo, about 1 s) instead of finding them read by the forkserver."""
+    import cpuinfo
+    import qcengine
+
+    read = []
+    real, cpuinfo.get_cpu_info = cpuinfo.get_cpu_info, lambda: read.append(1) or real()
+    try:
+        qcengine.config.get_config(task_config={"ncores": 1})
+    finally:
+        cpuinfo.get_cpu_info = real
+    return bool(read)
+
+
+def test_a_new_stage_process_finds_qcengines_host_facts_already_read():
+    thread = threading.Thread(target=lambda: result.append(sandbox.run(_host_facts_read_again, name="facts")))
+    result = []
+    thread.start()  # a thread of its own: a child that has run nothing yet
+    thread.join()
+    assert result == [False]
