@@ -3,8 +3,9 @@
 The executor runs as `bespoke-dask executor launch` in its own process, so the scheduler's
 memory (the coordinator lives on the scheduler) is that process's RSS alone. While it works,
 a thread samples every few seconds: `bespoke-dask executor list` (a new process, as a user
-types it), the same call from this client, two dashboard URLs, the scheduler's RSS and the
-longest event-loop tick the scheduler saw since the previous sample (a blocked loop shows here).
+types it), the same call from this client, two dashboard URLs and the scheduler's RSS; the
+longest event-loop tick the scheduler saw (a blocked loop shows here) is read after each request
+and before each round, so that a long tick is pinned on a request or on the time between them.
 """
 
 import collections
@@ -181,7 +182,8 @@ class Sampler:
 
     def __enter__(self) -> "Sampler":
         self.started = time.time()
-        self.long_ticks: list[tuple[float, float]] = []  # (s since the start, tick s) over 1 s
+        self.ticks: dict[str, list[float]] = {}  # the longest tick during each request, and between samples
+        self.long_ticks: list[tuple[float, str, float]] = []  # (s since the start, during what, tick s) over 1 s
         self.rss_before = self.scheduler.memory_info().rss
         self._thread.start()
         return self
@@ -193,29 +195,39 @@ class Sampler:
     def summary(self) -> dict:
         latencies = {
             name: {"median_s": statistics.median(values), "max_s": max(values), "samples": len(values)}
-            for name, values in self.samples.items() if name not in ("rss", "tick") and values
+            for name, values in self.samples.items() if name != "rss" and values
         }
         return {
             "scheduler_rss_before_MiB": self.rss_before / 2**20,
             "scheduler_rss_peak_MiB": max(self.samples.get("rss", [self.rss_before])) / 2**20,
-            "scheduler_longest_tick_s": max(self.samples.get("tick", [0.0])),
-            "ticks_over_1s_at_s": self.long_ticks,  # which sample window saw them: submission, steady, cancel
+            "scheduler_longest_tick_s": max((t for ticks in self.ticks.values() for t in ticks), default=0.0),
+            "longest_tick_s_during": {during: max(ticks) for during, ticks in self.ticks.items()},
+            "ticks_over_1s": self.long_ticks,
             "latency": latencies,
         }
 
     def _run(self) -> None:
         command = [sys.executable, "-m", "bespoke_dask.cli", "executor", "list", "--directory", self.directory]
-        self.executor.client.run_on_scheduler(_longest_tick)  # start the window
+        requests = {
+            "bespoke-dask executor list (new process)": lambda: subprocess.run(command, capture_output=True, env=os.environ),
+            "executor.list() from this client": self.executor.list,
+            **{name: lambda u=url: urllib.request.urlopen(u, timeout=60).read() for name, url in self.urls.items()},
+        }
+        self._tick()  # start the window
         while not self._stop.wait(self.every):
-            self._add("bespoke-dask executor list (new process)", _timed(subprocess.run, command, capture_output=True, env=os.environ))
-            self._add("executor.list() from this client", _timed(self.executor.list))
-            for name, url in self.urls.items():
-                self._add(name, _timed(lambda u=url: urllib.request.urlopen(u, timeout=60).read()))
+            self._tick("between samples")  # submission, the work itself, cancelling
+            for name, request in requests.items():
+                self._add(name, _timed(request))
+                self._tick(name)
             self._add("rss", self.scheduler.memory_info().rss)
-            tick = self.executor.client.run_on_scheduler(_longest_tick)
-            self._add("tick", tick)
+
+    def _tick(self, during: str | None = None) -> None:
+        """File the scheduler's longest event-loop tick since the last call under `during`."""
+        tick = self.executor.client.run_on_scheduler(_longest_tick)
+        if during is not None:
+            self.ticks.setdefault(during, []).append(tick)
             if tick > 1.0:
-                self.long_ticks.append((time.time() - self.started, tick))
+                self.long_ticks.append((time.time() - self.started, during, tick))
 
     def _add(self, name: str, value: float) -> None:
         self.samples.setdefault(name, []).append(value)
