@@ -67,11 +67,12 @@ def run_batch(executor, workflows) -> tuple[float, list]:
 
 
 def save(part: str, figures: dict) -> None:
-    """Write the figures with the commit, machine and command to bench/results/perf-<part>.json."""
+    """Write the figures with the commit (dirty: code differs from it; earlier results do not count),
+    machine and command to bench/results/perf-<part>.json."""
     def git(*words: str) -> str:
         return subprocess.run(["git", *words], capture_output=True, text=True, check=False, cwd=RESULTS.parent).stdout
 
-    commit, dirty = git("rev-parse", "HEAD").strip(), git("status", "--porcelain", "--untracked-files=no")
+    commit, dirty = git("rev-parse", "HEAD").strip(), git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
     record = {
         "part": part,
         "commit": commit + ("-dirty" if dirty.strip() else ""),
