@@ -159,8 +159,8 @@ def _host_facts_read_again() -> bool:
 
 
 def test_a_new_stage_process_finds_qcengines_host_facts_already_read():
-    thread = threading.Thread(target=lambda: result.append(sandbox.run(_host_facts_read_again, name="facts")))
     result = []
+    thread = threading.Thread(target=lambda: result.append(sandbox.run(_host_facts_read_again, name="facts")))
     thread.start()  # a thread of its own: a child that has run nothing yet
     thread.join()
     assert result == [False]
