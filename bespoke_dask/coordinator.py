@@ -82,6 +82,8 @@ class Coordinator:
         # never waits for the disk, and a read queued after a write sees it.
         self._io = ThreadPoolExecutor(1, thread_name_prefix="bespoke-store")
         self.records = {record.output.id: record for record in self._load_records()}
+        # what `outputs` lists: each workflow's status as last pushed (made by `_publish`)
+        self._listed = {workflow_id: event(record.output) for workflow_id, record in self.records.items()}
         by_number = sorted(self.records.values(), key=lambda record: int(record.output.id))
         self._ids = {_identity(record.workflow): record.output.id for record in by_number}  # the latest of each
         self._numbers = itertools.count(max(map(int, self.records), default=0) + 1)
@@ -89,7 +91,8 @@ class Coordinator:
         self._shared: dict[str, asyncio.Task] = {}
         self._waiters: dict[str, int] = {}
         self._scans: dict[str, SharedScan] = {}  # torsiondrives under way, by task hash
-        self._background: set[asyncio.Task] = set()
+        # per workflow: its status pushes, drawings and the dropping of its events
+        self._background: dict[str, set[asyncio.Task]] = {}
         self._retried: dict[str, list[str]] = {}  # task key -> why it was run again
         self._closing = False
 
@@ -139,19 +142,27 @@ class Coordinator:
         record = self.records.get(str(workflow_id))
         return None if record is None else record.output.model_copy(deep=True)
 
-    def outputs(self) -> list[BespokeExecutorOutput]:
-        """Every workflow's status, without results (a refit force field is large)."""
-        return [
-            record.output.model_copy(update={"results": None}, deep=True)
-            for record in self.records.values()
-        ]
+    def outputs(self) -> list[dict]:
+        """Every workflow's status as last pushed: `BespokeExecutorOutput` JSON without results
+        (a refit force field is large) or drawing.
+
+        Kept as statuses are pushed, so a list copies nothing: a deep copy of 1,000 records held
+        the scheduler's event loop for about a second at every `executor list`.
+        """
+        return list(self._listed.values())
+
+    def depiction(self, workflow_id: str) -> str | None:
+        """The SVG drawing of a workflow's molecule, once drawn."""
+        record = self.records.get(str(workflow_id))
+        return None if record is None else record.output.depiction
 
     async def close(self) -> None:
         """Stop every driver without marking anything cancelled (a restart resumes them)."""
         self._closing = True
-        for driver in [*self._drivers.values(), *self._background]:
+        background = [task for tasks in self._background.values() for task in tasks]
+        for driver in [*self._drivers.values(), *background]:
             driver.cancel()
-        await asyncio.gather(*self._drivers.values(), *self._background, return_exceptions=True)
+        await asyncio.gather(*self._drivers.values(), *background, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, self._io.shutdown)  # every write done
         await self.client.close()
 
@@ -163,7 +174,7 @@ class Coordinator:
     async def _drive(self, record: WorkflowRecord) -> None:
         _priority.set(-int(record.output.id))  # this task's context: inherited by its scans
         workflow = record.workflow.model_copy(update={"id": None})  # ids must not change keys
-        self._spawn(self._draw(record, [record.output.smiles], [[]]))
+        self._spawn(record, self._draw(record, [record.output.smiles], [[]]))
         timeouts = workflow.timeouts
         with contextlib.suppress(StageFailed, asyncio.CancelledError):
             async with self._stage(record, "fragmentation") as status:
@@ -181,7 +192,7 @@ class Coordinator:
                 status.scans = [ScanProgress(smiles=task.smiles) for task in tasks.values()]
                 bonds = [(a + 1, b + 1) for t in targets for p in t.parameters for a, b in p.parent_bonds]
                 scans = [task.smiles for task in tasks.values()]
-                self._spawn(self._draw(record, [workflow.smiles, *scans], [bonds, *[[(1, 2)]] * len(scans)]))
+                self._spawn(record, self._draw(record, [workflow.smiles, *scans], [bonds, *[[(1, 2)]] * len(scans)]))
                 outcomes = await asyncio.gather(
                     *(
                         self._scan(task, progress, lambda: self._publish(record), timeouts)
@@ -208,7 +219,7 @@ class Coordinator:
                 scanned = [m.mapped_smiles for m in metrics]
                 await self._draw(record, scanned, [[m.dihedral[1:3]] for m in metrics], offset=1)
         if not self._closing:
-            self._spawn(self._forget_events(record))
+            self._spawn(record, self._forget_events(record))
 
     @contextlib.asynccontextmanager
     async def _stage(self, record: WorkflowRecord, stage_type: str):
@@ -257,13 +268,17 @@ class Coordinator:
                     result = await asyncio.wait_for(drive, limit)
                 except TimeoutError:
                     raise StageTimeout(f"{policy.label('scan')} stopped at its time limit of {limit:g} s") from None
+                finally:  # a workflow that stops waiting (cancelled) no longer follows the scan
+                    shared.detach(progress)
         except Exception as error:
             progress.status, progress.error = "errored", one_line(error)
+            changed()
             raise RuntimeError(f"scan of {task.smiles} failed: {progress.error}") from error
         progress.status = "success"
         progress.grid_points = progress.grid_points_done = len(result.grid)
         progress.optimizations = result.n_optimizations
         progress.angles, progress.energies = scan_profile(result)
+        changed()
         return result
 
     async def _drive_scan(
@@ -442,21 +457,35 @@ class Coordinator:
             self._publish(record)
 
     async def _forget_events(self, record: WorkflowRecord) -> None:
-        """Once the workflow's last status has been pushed, drop its event log from the scheduler."""
-        pushing = [task for task in self._background if task is not asyncio.current_task()]
-        await asyncio.gather(*pushing, return_exceptions=True)
+        """Once the workflow's last status has been pushed, drop its event log from the scheduler.
+
+        Waits for this workflow's own pushes only: waiting for every workflow's would make the
+        workflows that end together wait for each other's forgetting, for ever.
+        """
+        mine = self._background.get(record.output.id, set())
+        await asyncio.gather(*(task for task in mine if task is not asyncio.current_task()), return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.client.run_on_scheduler(forget_events, topic(record.output.id))
 
-    def _spawn(self, coroutine) -> None:
+    def _spawn(self, record: WorkflowRecord, coroutine) -> None:
+        """Run `coroutine` for `record`'s workflow in the background."""
+        workflow_id = record.output.id
+        tasks = self._background.setdefault(workflow_id, set())
         task = asyncio.ensure_future(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        tasks.add(task)
+
+        def done(_):
+            tasks.discard(task)
+            if not tasks and self._background.get(workflow_id) is tasks:
+                del self._background[workflow_id]
+
+        task.add_done_callback(done)
 
     def _publish(self, record: WorkflowRecord) -> None:
         """Push the workflow's status to the clients following it (scheduler event on its topic)."""
         if not self._closing:
-            self._spawn(_log_event(self.client, topic(record.output.id), event(record.output)))
+            status = self._listed[record.output.id] = event(record.output)
+            self._spawn(record, _log_event(self.client, topic(record.output.id), status))
 
     # -- records ---------------------------------------------------------------------
     def _save(self, record: WorkflowRecord) -> None:

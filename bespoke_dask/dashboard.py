@@ -36,6 +36,17 @@ async def coordinator_call(scheduler, operation: str, *args):
     return await service.call(operation, *args, dask_scheduler=scheduler)
 
 
+_parsed: dict[str, tuple[dict, BespokeExecutorOutput]] = {}  # workflow id -> (listed status, its model)
+
+
+def parsed(listed: dict) -> BespokeExecutorOutput:
+    """The model of a status the coordinator lists; parsed once per status pushed, not per request."""
+    cached = _parsed.get(listed["id"])
+    if cached is None or cached[0] is not listed:
+        cached = _parsed[listed["id"]] = (listed, BespokeExecutorOutput.model_validate(listed))
+    return cached[1]
+
+
 # -- what the page and the JSON show ---------------------------------------------------
 def summary(output: BespokeExecutorOutput, now: float | None = None) -> dict:
     """A workflow's table row: id, molecule, status, current stage, torsiondrive progress, elapsed s, error."""
@@ -99,12 +110,8 @@ _COLUMNS = [
 ]
 
 
-def _row(output: BespokeExecutorOutput) -> dict:
+def _row(output: BespokeExecutorOutput, picture: str) -> dict:
     row = summary(output)
-    picture = ""
-    if output.depiction:
-        encoded = base64.b64encode(output.depiction.encode()).decode()
-        picture = f'<img src="data:image/svg+xml;base64,{encoded}" height="64"> '
     row["molecule"] = f"{picture}<code>{html.escape(row['smiles'])}</code>"
     row["stage"] = _STAGE_LABELS.get(row["stage"], "") if row["stage"] else row["status"]
     row["torsiondrives"] = f"{row['torsiondrives_done']}/{row['torsiondrives']}"
@@ -136,15 +143,16 @@ class BespokePage:
         self.plots = column(sizing_mode="stretch_width")
         self.root = column(self.heading, self.table, self.selected, self.plots, sizing_mode="stretch_width")
         self._shown: tuple = ()
+        self._pictures: dict[str, str] = {}  # workflow id -> <img> of its drawing (drawn once)
 
     async def update(self) -> None:
         try:
-            outputs = await coordinator_call(self.scheduler, "outputs")
+            outputs = [parsed(listed) for listed in await coordinator_call(self.scheduler, "outputs")]
         except RuntimeError as error:  # no coordinator (yet, or any more) beside this scheduler
             self.selected.text = f"<p>{html.escape(str(error))}</p>"
             return
-        rows = [_row(output) for output in outputs]
-        self.rows.data = {name: [row[name] for row in rows] for name, _, _ in _COLUMNS}
+        rows = [_row(output, await self._picture(output.id)) for output in outputs]
+        self._show_rows(rows)
         self.table.height = min(30 + 72 * max(len(rows), 1), 600)  # no empty rows, scroll beyond 8
         if not outputs:
             self.selected.text = "<p>No workflows yet: <code>bespoke-dask executor submit</code> one.</p>"
@@ -157,6 +165,33 @@ class BespokePage:
             "<p>Select a row to show another workflow. Energies in kcal/mol relative to the QC minimum.</p>"
         )
         self._show_profiles(workflow_id, profiles(output))
+
+    async def _picture(self, workflow_id: str) -> str:
+        if workflow_id not in self._pictures:
+            svg = await coordinator_call(self.scheduler, "depiction", workflow_id)
+            if not svg:
+                return ""
+            encoded = base64.b64encode(svg.encode()).decode()
+            self._pictures[workflow_id] = f'<img src="data:image/svg+xml;base64,{encoded}" height="64"> '
+        return self._pictures[workflow_id]
+
+    def _show_rows(self, rows: list[dict]) -> None:
+        """Send the browser only what changed: new rows streamed, changed cells patched."""
+        data = {name: [row[name] for row in rows] for name, _, _ in _COLUMNS}
+        old = self.rows.data
+        shown = len(old["id"])
+        if shown > len(rows) or old["id"] != data["id"][:shown]:  # another coordinator's workflows
+            self.rows.data = data
+            return
+        patches = {
+            name: [(i, value) for i, (was, value) in enumerate(zip(old[name], data[name])) if was != value]
+            for name in data
+        }
+        patches = {name: changes for name, changes in patches.items() if changes}
+        if patches:
+            self.rows.patch(patches)
+        if len(rows) > shown:
+            self.rows.stream({name: values[shown:] for name, values in data.items()})
 
     def _show_profiles(self, workflow_id: str, data: list[dict]) -> None:
         shape = (workflow_id, tuple((d["title"], "bespoke" in d) for d in data))
@@ -211,11 +246,12 @@ class _JSONHandler(RequestHandler):
 class WorkflowsHandler(_JSONHandler):
     """GET /bespoke/api/workflows: every workflow's row."""
 
-    render = staticmethod(summary)
-
     async def get(self):
-        outputs = await coordinator_call(self.server, "outputs")
-        self.write_json([self.render(output) for output in outputs])
+        self.write_json([self.render(listed) for listed in await coordinator_call(self.server, "outputs")])
+
+    @staticmethod
+    def render(listed: dict) -> dict:
+        return summary(parsed(listed))
 
 
 class WorkflowHandler(_JSONHandler):
@@ -235,7 +271,7 @@ class WorkflowHandler(_JSONHandler):
 class OutputsHandler(WorkflowsHandler):
     """GET /bespoke/api/outputs: every workflow as `BespokeExecutorOutput` JSON, without results or drawing."""
 
-    render = staticmethod(lambda output: output.model_dump(mode="json", exclude={"depiction"}))
+    render = staticmethod(lambda listed: listed)  # already the JSON of each status
 
 
 class OutputHandler(WorkflowHandler):

@@ -189,7 +189,8 @@ class BespokeDaskExecutor:
 
     def list(self, status: Status | None = None) -> list[BespokeExecutorOutput]:
         """Status of every workflow (without results: `retrieve` one for those)."""
-        return [output for output in self._call("outputs") if status in (None, output.status)]
+        outputs = map(BespokeExecutorOutput.model_validate, self._call("outputs"))
+        return [output for output in outputs if status in (None, output.status)]
 
     def cancel(self, workflow_id: str) -> BespokeExecutorOutput:
         """Cancel a workflow that has not finished; returns its status afterwards."""

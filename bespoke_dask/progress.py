@@ -45,6 +45,10 @@ class SharedScan:
         self.views.append((view, changed))
         self._copy_to(view)
 
+    def detach(self, view: ScanProgress) -> None:
+        """Stop mirroring into `view`."""
+        self.views = [(v, changed) for v, changed in self.views if v is not view]
+
     def update(self, **fields) -> None:
         for name, value in fields.items():
             setattr(self.state, name, value)

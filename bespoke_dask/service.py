@@ -31,7 +31,7 @@ from bespoke_dask.errors import DirectoryBusy
 PLUGIN_NAME = "bespoke-coordinator"
 SCHEDULER_FILE = "scheduler.json"
 LOCK_FILE = "executor.lock"
-OPERATIONS = ("submit", "output", "outputs", "cancel")
+OPERATIONS = ("submit", "output", "outputs", "depiction", "cancel")
 
 logger = logging.getLogger(__name__)
 

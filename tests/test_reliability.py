@@ -16,9 +16,10 @@ import dask.config
 import psutil
 import pytest
 
-from bespoke_dask import BespokeDaskExecutor, BespokeWorkflowFactory, sandbox
+from bespoke_dask import BespokeDaskExecutor, BespokeWorkflowFactory, sandbox, service
 from bespoke_dask.cli.options import batch_workflows
 from bespoke_dask.executor import connect
+from bespoke_dask.progress import topic
 from bespoke_dask.schema import ForceBalanceSettings, QCSpec, StageTimeouts, WBOFragmentation
 from bespoke_dask.store import Store
 from launched import Executor
@@ -171,6 +172,29 @@ def test_cancel_stops_one_workflows_calculations_and_not_the_others(executor):
     assert killed, f"none of {sorted(running)} was the cancelled workflow's"
     assert all(_gone(pid) for pid in killed)
     assert _stray_processes(executor) == []
+
+
+async def _cancel_at_once(ids: list[str], dask_scheduler=None) -> None:
+    """Run on the scheduler: cancel the workflows in one go, so that they end together."""
+    for workflow_id in ids:
+        await service.call("cancel", workflow_id, dask_scheduler=dask_scheduler)
+
+
+def test_workflows_cancelled_together_all_drop_their_events(executor):
+    """Each ending workflow drops its status events from the scheduler once its own pushes are
+    out; workflows ending together must not wait for each other's (they did, for ever)."""
+    smiles = ["CCOC", "CCSC", "CCOCC", "CCSCC", "CCCOC", "CCCSC"]
+    ids = [executor.submit(DEBUG.optimization_schema_from_smiles(s)) for s in smiles]
+    executor._client.run_on_scheduler(_cancel_at_once, ids)
+    assert {executor.wait_until_complete(i, frequency=0.2).status for i in ids} <= {"cancelled", "success"}
+    deadline = time.monotonic() + 60
+    while any(map(_events_of, [executor] * len(ids), ids)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [i for i in ids if _events_of(executor, i)] == []
+
+
+def _events_of(executor, workflow_id: str) -> tuple:
+    return executor._client.get_events(topic(workflow_id))
 
 
 def _waiting_priorities(prefix: str, dask_scheduler=None) -> set[int]:
