@@ -189,6 +189,9 @@ def launch(
     )
     with console.status("launching the bespoke executor"):
         executor.start()
+    from bespoke_dask.service import freeze_heap
+
+    freeze_heap()
     try:
         console.print(f"scheduler: {executor.scheduler_address}")
         console.print(f"dashboard: {_bespoke_page(executor.dashboard_link)}")
