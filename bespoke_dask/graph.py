@@ -13,7 +13,7 @@ from typing import Any
 from distributed import Client, WorkerPlugin, get_worker
 
 from bespoke_dask import policy, sandbox
-from bespoke_dask.config import POOLS, BespokeWorkerConfig, Pool
+from bespoke_dask.config import POOLS, BespokeWorkerConfig, Pool, setting
 from bespoke_dask.schema import (
     ConstrainedOptimization,
     Drawings,
@@ -124,7 +124,10 @@ def _run(path: str, configured_pool: Pool | None, isolated: dict | None, *args):
         kwargs = {"n_cores": config.n_cores, "max_memory": config.max_memory}
     if isolated is None:
         return function(*args, **kwargs)
-    return sandbox.run(function, args, kwargs, scratch_root=get_worker().local_directory, **isolated)
+    return sandbox.run(
+        function, args, kwargs, scratch_root=get_worker().local_directory,
+        niceness=setting("stage-niceness"), **isolated,
+    )
 
 
 def _content_hash(model) -> str:

@@ -7,6 +7,8 @@ Past a call's time limit, or on `stop`, the child is killed (the thread's next c
 new one). The child:
 
 - leads a process group of its own, so the programs it starts (psi4, sqm) are killed with it;
+- may run nicer than its worker (`niceness`), it and its programs: where compute fills every
+  core, the worker, scheduler and coordinator still get the CPU at once when they need it;
 - runs each call in a scratch directory of its own (its TMPDIR and working directory, so
   geomeTRIC's `tmp*` folders and sqm's files land there), removed afterwards unless
   BEFLOW_KEEP_TMP_FILES is set;
@@ -54,10 +56,12 @@ _context = None
 class _Child:
     """A child process serving one worker thread, and the pipes to it."""
 
-    def __init__(self):
+    def __init__(self, niceness: int):
         self.calls, theirs = _mp().Pipe(duplex=True)
         watch, self._alive = _mp().Pipe(duplex=False)  # never written: EOF when the worker dies
-        self.process = _mp().Process(target=_serve, args=(theirs, watch), name="bespoke-stage", daemon=True)
+        self.process = _mp().Process(
+            target=_serve, args=(theirs, watch, niceness), name="bespoke-stage", daemon=True
+        )
         with _as_parent():
             self.process.start()
         theirs.close()
@@ -78,16 +82,17 @@ def run(
     timeout: float | None = None,
     label: str | None = None,
     scratch_root: str | None = None,
+    niceness: int = 0,
 ):
     """`function(*args, **kwargs)` in this thread's child process; its result, or its exception.
 
     `name` identifies the call for `stop` (a Dask task key); `label` names the stage in the
     timeout error; `timeout` is in seconds (None: no limit); scratch goes under `scratch_root`
-    (default: the system's temporary directory).
+    (default: the system's temporary directory); a new child runs `niceness` nicer than this process.
     """
     child = getattr(_local, "child", None)
     if child is None or not child.process.is_alive():
-        child = _local.child = _Child()
+        child = _local.child = _Child(niceness)
     scratch = tempfile.mkdtemp(prefix="bespoke-", dir=scratch_root)
     with _lock:
         _children[name] = child.process
@@ -188,9 +193,10 @@ def _kill(child: multiprocessing.Process) -> None:
     child.join()
 
 
-def _serve(calls, watch) -> None:
+def _serve(calls, watch, niceness: int) -> None:
     """The child's main: own group, a watch on the worker, then calls until the worker hangs up."""
     os.setpgid(0, 0)
+    os.nice(niceness)
     threading.Thread(target=_die_with_worker, args=(watch,), daemon=True).start()
     home = os.getcwd()
     while True:

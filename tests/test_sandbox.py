@@ -164,3 +164,15 @@ def test_a_new_stage_process_finds_qcengines_host_facts_already_read():
     thread.start()  # a thread of its own: a child that has run nothing yet
     thread.join()
     assert result == [False]
+
+
+def test_a_child_and_the_programs_it_starts_run_nicer_than_their_worker_by_the_niceness_given():
+    result = []
+    thread = threading.Thread(  # a thread of its own: its child is new, made with this niceness
+        target=lambda: result.append(
+            sandbox.run(subprocess.check_output, (["nice"],), {"text": True}, name="nice", niceness=5)
+        )
+    )
+    thread.start()
+    thread.join()
+    assert result == [f"{os.nice(0) + 5}\n"]
