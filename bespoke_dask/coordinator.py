@@ -26,7 +26,7 @@ from bespoke_dask import graph, partial, policy
 from bespoke_dask.config import WORKER_TYPES
 from bespoke_dask.errors import InputError, StageTimeout, one_line
 from bespoke_dask.graph import Stage
-from bespoke_dask.progress import SharedScan, event, forget_events, qc_profile, scan_profile, topic
+from bespoke_dask.progress import SharedScan, WorkflowEvents, event, qc_profile, scan_profile
 from bespoke_dask.schema import (
     BespokeExecutorOutput,
     BespokeWorkflow,
@@ -71,10 +71,16 @@ class Coordinator:
     """Turns workflows into Dask work and tracks their state. Runs on one asyncio loop."""
 
     def __init__(
-        self, client: Client, directory: str | Path, finished: Callable[[str], None] | None = None
+        self,
+        client: Client,
+        directory: str | Path,
+        events: WorkflowEvents,
+        finished: Callable[[str], None] | None = None,
     ):
-        """`finished(id)` is called whenever a workflow ends (success, errored or cancelled)."""
+        """`events` carry each status to the clients following it; `finished(id)` is called
+        whenever a workflow ends (success, errored or cancelled)."""
         self.client = client
+        self.events = events
         self._finished = finished or (lambda workflow_id: None)
         self.directory = Path(directory)
         self.store = Store(self.directory / "store")
@@ -91,7 +97,7 @@ class Coordinator:
         self._shared: dict[str, asyncio.Task] = {}
         self._waiters: dict[str, int] = {}
         self._scans: dict[str, SharedScan] = {}  # torsiondrives under way, by task hash
-        # per workflow: its status pushes, drawings and the dropping of its events
+        # per workflow: its drawings and the dropping of its events
         self._background: dict[str, set[asyncio.Task]] = {}
         self._retried: dict[str, list[str]] = {}  # task key -> why it was run again
         self._closing = False
@@ -457,15 +463,14 @@ class Coordinator:
             self._publish(record)
 
     async def _forget_events(self, record: WorkflowRecord) -> None:
-        """Once the workflow's last status has been pushed, drop its event log from the scheduler.
+        """Once the workflow's drawings are in, drop its event log from the scheduler.
 
-        Waits for this workflow's own pushes only: waiting for every workflow's would make the
-        workflows that end together wait for each other's forgetting, for ever.
+        Waits for this workflow's own drawings only: waiting for every workflow's background work
+        made the workflows that end together wait for each other's forgetting, for ever.
         """
         mine = self._background.get(record.output.id, set())
         await asyncio.gather(*(task for task in mine if task is not asyncio.current_task()), return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.client.run_on_scheduler(forget_events, topic(record.output.id))
+        self.events.forget(record.output.id)
 
     def _spawn(self, record: WorkflowRecord, coroutine) -> None:
         """Run `coroutine` for `record`'s workflow in the background."""
@@ -483,9 +488,10 @@ class Coordinator:
 
     def _publish(self, record: WorkflowRecord) -> None:
         """Push the workflow's status to the clients following it (scheduler event on its topic)."""
-        if not self._closing:
-            status = self._listed[record.output.id] = event(record.output)
-            self._spawn(record, _log_event(self.client, topic(record.output.id), status))
+        if self._closing:
+            return
+        self._listed[record.output.id] = event(record.output)
+        self.events.log(record.output.id, self._listed[record.output.id])
 
     # -- records ---------------------------------------------------------------------
     def _save(self, record: WorkflowRecord) -> None:
@@ -503,11 +509,6 @@ class Coordinator:
             record = self.store.get("workflows", key, WorkflowRecord)
             if record is not None:
                 yield record
-
-
-async def _log_event(client: Client, topic_name: str, message: dict) -> None:
-    with contextlib.suppress(Exception):  # a status nobody could receive is no error
-        await client.log_event(topic_name, message)
 
 
 async def _quietly(work) -> None:

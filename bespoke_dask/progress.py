@@ -21,10 +21,20 @@ def topic(workflow_id: str) -> str:
     return f"bespoke-dask-workflow-{workflow_id}"
 
 
-def forget_events(topic_name: str, dask_scheduler=None) -> None:
-    """Run on the scheduler: drop a finished workflow's event log (followers got every event; its
-    record is on disk), so a long-lived scheduler does not keep every status it ever pushed."""
-    dask_scheduler._broker.truncate(topic_name)  # what Dask itself does for departed clients' topics
+class WorkflowEvents:
+    """Workflow statuses as events of the scheduler the coordinator runs beside: calls on it,
+    not a round trip through a client for every status pushed."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def log(self, workflow_id: str, status: dict) -> None:
+        self.scheduler.log_event(topic(workflow_id), status)
+
+    def forget(self, workflow_id: str) -> None:
+        """Drop a finished workflow's event log (its followers got every event, its record is on
+        disk), so that a long-lived scheduler does not keep every status it ever pushed."""
+        self.scheduler._broker.truncate(topic(workflow_id))  # as Dask does for departed clients
 
 
 def event(output: BespokeExecutorOutput) -> dict:

@@ -28,6 +28,7 @@ from bespoke_dask import graph
 from bespoke_dask.config import setting
 from bespoke_dask.coordinator import Coordinator
 from bespoke_dask.errors import DirectoryBusy
+from bespoke_dask.progress import WorkflowEvents
 
 PLUGIN_NAME = "bespoke-coordinator"
 SCHEDULER_FILE = "scheduler.json"
@@ -77,7 +78,7 @@ class CoordinatorPlugin(SchedulerPlugin):
             scheduler.address, asynchronous=True, security=_client_security(scheduler.security)
         )
         await client.register_plugin(graph.WarmStages())  # every worker, also those joining later
-        self.coordinator = Coordinator(client, self.directory, finished=self._announce)
+        self.coordinator = Coordinator(client, self.directory, WorkflowEvents(scheduler), finished=self._announce)
         for workflow_id in self.coordinator.finished():
             self._announce(workflow_id)
         resumed = self.coordinator.resume()
