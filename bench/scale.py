@@ -148,7 +148,9 @@ class launched:
         # its log to a file: a pipe nobody reads would block the scheduler once full
         self.log = Path(self.directory).parent / f"{Path(self.directory).name}-launch.log"
         with self.log.open("w") as log:
-            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+            # every task of 1,000 workflows in the task stream (Dask keeps the last 100,000)
+            length = {"DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TASKS__TASK_STREAM_LENGTH": "1000000"}
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=os.environ | length)
         info = Path(self.directory) / SCHEDULER_FILE
         deadline = time.time() + 120
         while not info.exists():
