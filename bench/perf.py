@@ -72,7 +72,7 @@ def save(part: str, figures: dict) -> None:
     def git(*words: str) -> str:
         return subprocess.run(["git", *words], capture_output=True, text=True, check=False, cwd=RESULTS.parent).stdout
 
-    commit, dirty = git("rev-parse", "HEAD").strip(), git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    commit, dirty = git("rev-parse", "HEAD").strip(), git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(top,exclude)bench/results")
     record = {
         "part": part,
         "commit": commit + ("-dirty" if dirty.strip() else ""),
