@@ -4,13 +4,16 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before tblite/dftd3 load OpenMP
 
+import itertools
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import qcelemental as qcel
 import qcengine
+from geometric.internal import InternalCoordinates
 
 from bespoke_dask.errors import InputError
 from bespoke_dask.schema import ConstrainedOptimization, ConstrainedOptimizationSettings, QCSpec
@@ -96,6 +99,27 @@ def test_rdkit_mmff94_constrained_optimization():
     result = optimize_constrained(request)
     assert_on_angle(result, request)
     assert abs(result.energy) < 0.05  # MMFF94 ethanol is a few kcal/mol
+
+
+STALLING = Path(__file__).parent.parent / "data" / "mmff94_constraint_stall.json"
+MAX_CONVERSIONS = 10_000  # internal-to-Cartesian conversions: the fixed run makes about 1,400
+
+
+def test_an_optimization_whose_constraint_enforcement_stalls_ends(monkeypatch):
+    """geomeTRIC 1.1.1 ran this MMFF94 job (from `perf.py scale`) for ever: its exact constraint
+    enforcement shrank a 0.91 rad error by 2e-10 rad per iteration (stages/geometric_fix.py).
+    Counted in coordinate conversions, not seconds: unfixed, the count passes any bound."""
+    conversions = itertools.count()
+    convert = InternalCoordinates.newCartesian
+
+    def counted(self, *args, **kwargs):
+        if next(conversions) > MAX_CONVERSIONS:
+            raise RuntimeError("still converting coordinates: the constraint enforcement stalled")
+        return convert(self, *args, **kwargs)
+
+    monkeypatch.setattr(InternalCoordinates, "newCartesian", counted)
+    result = optimize_constrained(ConstrainedOptimization.model_validate_json(STALLING.read_text()))
+    assert result.n_gradients > 1 and np.isfinite(result.energy)
 
 
 @needs_psi4
