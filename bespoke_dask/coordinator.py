@@ -135,13 +135,14 @@ class Coordinator:
         """Ids of the workflows that have ended."""
         return [i for i, record in self.records.items() if record.output.status not in ("waiting", "running")]
 
-    def cancel(self, workflow_id: str) -> bool:
-        """Stop a workflow; work no other workflow waits for is released from the cluster."""
+    async def cancel(self, workflow_id: str) -> BespokeExecutorOutput | None:
+        """Stop a workflow (work no other workflow waits for is released from the cluster); its
+        status once stopped, as `output` (a finished one's as it is; None for an unknown id)."""
         driver = self._drivers.get(str(workflow_id))
-        if driver is None or driver.done():
-            return False
-        driver.cancel()
-        return True
+        if driver is not None and not driver.done():
+            driver.cancel()
+            await asyncio.wait([driver])  # its stages marked cancelled: no round trip on the way
+        return self.output(workflow_id)
 
     def output(self, workflow_id: str) -> BespokeExecutorOutput | None:
         """A snapshot of one workflow's status and results; None for an unknown id."""

@@ -282,18 +282,20 @@ class OutputHandler(WorkflowHandler):
 
 class CancelHandler(_JSONHandler):
     """POST /bespoke/api/outputs/<id>/cancel, with the token of the executor's scheduler.json in the
-    TOKEN_HEADER header (a custom header: a web page of another origin cannot send it)."""
+    TOKEN_HEADER header (a custom header: a web page of another origin cannot send it): the
+    workflow's `BespokeExecutorOutput` JSON once it has stopped."""
 
     async def post(self, workflow_id: str):
         if not service.token_accepted(self.server, self.request.headers.get(TOKEN_HEADER, "")):
             self.set_status(403)
             self.write_json({"error": "cancelling needs the token of the executor's scheduler.json"})
             return
-        if not await coordinator_call(self.server, "output", workflow_id):
+        output = await coordinator_call(self.server, "cancel", workflow_id)
+        if output is None:
             self.set_status(404)
             self.write_json({"error": f"no workflow with id {workflow_id}"})
             return
-        self.write_json({"cancelled": await coordinator_call(self.server, "cancel", workflow_id)})
+        self.write_json(output.model_dump(mode="json"))
 
 
 routes = [

@@ -193,10 +193,11 @@ class BespokeDaskExecutor:
         return [output for output in outputs if status in (None, output.status)]
 
     def cancel(self, workflow_id: str) -> BespokeExecutorOutput:
-        """Cancel a workflow that has not finished; returns its status afterwards."""
-        self.retrieve(workflow_id)  # unknown ids raise
-        self._call("cancel", str(workflow_id))
-        return self.wait_until_complete(workflow_id, frequency=0.1)
+        """Cancel a workflow that has not finished; returns its status once it has stopped."""
+        output = self._call("cancel", str(workflow_id))
+        if output is None:
+            raise UnknownWorkflow(f"no workflow with id {workflow_id}")
+        return output
 
     def wait_until_complete(
         self,

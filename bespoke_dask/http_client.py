@@ -73,9 +73,7 @@ class DashboardReader:
             return None
         route = f"{self.url}/bespoke/api/{_output_route(workflow_id)}/cancel"
         request = urllib.request.Request(route, data=b"", headers={TOKEN_HEADER: self.token})
-        if self._ask(request, lambda answer: answer) is None:
-            return None
-        return self.wait_until_complete(workflow_id, poll=0.1)
+        return self._ask(request, BespokeExecutorOutput.model_validate)
 
     def _ask(self, route: "str | urllib.request.Request", parse):
         if isinstance(route, str):

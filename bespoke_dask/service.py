@@ -13,6 +13,7 @@ import asyncio
 import fcntl
 import gc
 import hmac
+import inspect
 import json
 import logging
 import os
@@ -96,7 +97,8 @@ class CoordinatorPlugin(SchedulerPlugin):
         if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}")
         coordinator = await asyncio.shield(self._ready)
-        return getattr(coordinator, operation)(*args)
+        answer = getattr(coordinator, operation)(*args)
+        return await answer if inspect.isawaitable(answer) else answer
 
     async def close(self) -> None:
         """Stop the coordinator; unfinished workflows resume when the directory is opened again."""

@@ -1,6 +1,7 @@
 """Nothing lost, nothing hangs, on a real LocalCluster with real engines (GFN2-xTB, MMFF94):
 time limits that kill, partial fits, SIGKILLed workers, a precise cancel, a corrupt store, no leaks."""
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -176,8 +177,7 @@ def test_cancel_stops_one_workflows_calculations_and_not_the_others(executor):
 
 async def _cancel_at_once(ids: list[str], dask_scheduler=None) -> None:
     """Run on the scheduler: cancel the workflows in one go, so that they end together."""
-    for workflow_id in ids:
-        await service.call("cancel", workflow_id, dask_scheduler=dask_scheduler)
+    await asyncio.gather(*(service.call("cancel", i, dask_scheduler=dask_scheduler) for i in ids))
 
 
 def test_workflows_cancelled_together_all_drop_their_events(executor):
