@@ -26,6 +26,7 @@ from pathlib import Path
 import cloudpickle
 import psutil
 import taskstream
+import workload
 
 from bespoke_dask import connect
 from bespoke_dask.schema import FINISHED
@@ -33,6 +34,7 @@ from bespoke_dask.service import SCHEDULER_FILE
 
 # The functions this bench runs on the scheduler go by value: its process cannot import bench/.
 cloudpickle.register_pickle_by_value(taskstream)
+cloudpickle.register_pickle_by_value(workload)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 # Small molecules MMFF94 covers, built as alkyl-linker-alkyl (the left alkyl a branch on the
@@ -66,8 +68,8 @@ def unchecked_workflows(smiles: list[str], qc_spec: list[str]):
 
 
 def measure(args) -> dict:
-    from structure import schedule
-    from workload import finished_at
+    from structure import cpu_bound, schedule
+    from workload import CPUSampler, finished_at, worker_pids
 
     made = time.perf_counter()
     batch = unchecked_workflows(small_molecules(args.n), args.qc_spec)
@@ -78,11 +80,13 @@ def measure(args) -> dict:
         executor.client.wait_for_workers(4)  # 1 fragmenter, 2 QC, 1 optimizer
         pool_slots = taskstream.slots(executor.client)
         taskstream.record(executor.client)
-        with Sampler(executor, directory, scheduler_pid, dashboard, args.sample_every) as sampler:
+        workers = CPUSampler(worker_pids(executor.client), interval=1.0)  # their stage processes with them
+        everything = CPUSampler([scheduler_pid], interval=1.0)  # the launched process: workers and executor
+        with Sampler(executor, directory, scheduler_pid, dashboard, args.sample_every) as sampler, workers, everything:
             start = time.time()
             ids = [executor.submit(workflow) for workflow in batch]
             accepted = time.time() - start
-            outputs, cancelled_s = run_for(executor, ids, args.window)
+            outputs, stopped, cancelled_s = run_for(executor, ids, args.window)
         runs = taskstream.tasks(executor.client, start)
         done = [o for o in outputs if o.status == "success"]
         failed = [o for o in outputs if o.status == "errored"]
@@ -99,6 +103,11 @@ def measure(args) -> dict:
             "accept_all_s": accepted,
             "accept_per_workflow_ms": 1000 * accepted / args.n,
             **sampler.summary(),
+            "cpu_per_wall_s_until_done_or_window_end": {  # every core busy: workers at `cores`
+                "workers_and_their_stages": workers.rate(start, stopped),
+                "executor_itself": everything.rate(start, stopped) - workers.rate(start, stopped),
+                "cores": os.cpu_count(),
+            },
             "median_gap_between_tasks_ms": {
                 pool: 1000 * gap for pool in pool_slots if (gap := taskstream.median_worker_gap(runs, pool)) is not None
             },
@@ -106,6 +115,7 @@ def measure(args) -> dict:
         if len(done) == args.n:  # the bound needs every workflow's tasks
             end = max(map(finished_at, done))
             figures["schedule"] = schedule(directory, batch, runs, start, end, pool_slots, os.cpu_count() or 1)
+            figures["schedule"] |= cpu_bound(figures["schedule"], workers.used(start, end), os.cpu_count() or 1)
         executor.stop()
     figures["executor_log_warnings"] = warnings_in(executor_process.log)
     return figures
@@ -118,20 +128,21 @@ def warnings_in(log: Path) -> dict[str, int]:
     return dict(collections.Counter(masked).most_common(8))
 
 
-def run_for(executor, ids: list[str], window: float | None) -> tuple[list, float | None]:
-    """Every workflow's final output, cancelling those unfinished after `window` s (and how long
-    cancelling them took)."""
+def run_for(executor, ids: list[str], window: float | None) -> tuple[list, float, float | None]:
+    """Every workflow's final output, cancelling those unfinished after `window` s; when the work
+    stopped (all finished or the window ended) and how long cancelling took."""
     deadline = None if window is None else time.time() + window
     while deadline is None or time.time() < deadline:
         if all(o.status in FINISHED for o in executor.list()):
             break
         time.sleep(5)
+    stopped = time.time()
     unfinished = [o.id for o in executor.list() if o.status not in FINISHED]
     start = time.perf_counter()
     for workflow_id in unfinished:
         executor.cancel(workflow_id)
     cancelled_s = time.perf_counter() - start if unfinished else None
-    return [executor.retrieve(i) for i in ids], cancelled_s
+    return [executor.retrieve(i) for i in ids], stopped, cancelled_s
 
 
 class launched:
