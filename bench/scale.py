@@ -194,6 +194,7 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> "Sampler":
+        self.executor.client.run_on_scheduler(_watch_full_collections)
         self.started = time.time()
         self.ticks: dict[str, list[float]] = {}  # the longest tick during each request, and between samples
         self.long_ticks: list[tuple[float, str, float]] = []  # (s since the start, during what, tick s) over 1 s
@@ -216,6 +217,7 @@ class Sampler:
             "scheduler_longest_tick_s": max((t for ticks in self.ticks.values() for t in ticks), default=0.0),
             "longest_tick_s_during": {during: max(ticks) for during, ticks in self.ticks.items()},
             "ticks_over_1s": self.long_ticks,
+            "full_garbage_collections": self.executor.client.run_on_scheduler(_full_collections),
             "latency": latencies,
         }
 
@@ -250,6 +252,40 @@ def _timed(function, *args, **kwargs) -> float:
     start = time.perf_counter()
     function(*args, **kwargs)
     return time.perf_counter() - start
+
+
+def _watch_full_collections(dask_scheduler=None) -> None:
+    """Time every full garbage collection of the scheduler's process, by what started it: an
+    explicit `gc.collect()` (the caller's file and function) or the collector's own thresholds."""
+    import gc
+    import os
+    import time
+    import traceback
+
+    started = {}
+
+    def callback(phase, info):
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            caller = traceback.extract_stack(limit=2)[0]  # the frame that called gc.collect, or allocated
+            explicit = caller.line.strip().startswith("gc.collect") if caller.line else False
+            started["by"] = f"{os.path.basename(caller.filename)}:{caller.name}" if explicit else "automatic"
+            started["at"] = time.perf_counter()
+        else:
+            dask_scheduler.bench_full_collections.append((started["by"], time.perf_counter() - started["at"]))
+
+    dask_scheduler.bench_full_collections = []
+    gc.callbacks.append(callback)
+
+
+def _full_collections(dask_scheduler=None) -> dict:
+    """Count and longest duration (s) of the full collections seen, per what started them."""
+    seen = {}
+    for by, duration in dask_scheduler.bench_full_collections:
+        count, longest = seen.get(by, (0, 0.0))
+        seen[by] = (count + 1, max(longest, duration))
+    return {by: {"count": count, "longest_s": longest} for by, (count, longest) in seen.items()}
 
 
 def _longest_tick(dask_scheduler=None) -> float:
