@@ -11,7 +11,7 @@ jobqueue cluster does the same with `scheduler_options={"preload": ["bespoke_das
 import click
 
 from bespoke_dask.config import setting
-from bespoke_dask.service import PLUGIN_NAME, CoordinatorPlugin, freeze_heap
+from bespoke_dask.service import PLUGIN_NAME, CoordinatorPlugin, tame_garbage_collection
 
 
 @click.command()
@@ -20,4 +20,4 @@ def dask_setup(scheduler, bespoke_directory):
     """Register the coordinator plugin, unless this scheduler already carries one."""
     if PLUGIN_NAME not in scheduler.plugins:
         scheduler.add_plugin(CoordinatorPlugin(setting("directory", bespoke_directory)))
-    freeze_heap()  # `dask scheduler`'s process is the scheduler's alone
+    tame_garbage_collection()  # `dask scheduler`'s process is the scheduler's alone

@@ -1,6 +1,8 @@
 """The /bespoke page of the Dask dashboard and its JSON routes, against a running executor."""
 
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -94,3 +96,31 @@ def test_the_cancel_route_needs_the_token_that_only_the_directory_holds(running_
     status, output = post_cancel(running_executor, finished, token)
     assert (status, output["stages"][2]["status"]) == (200, "success")  # it had finished: as it was
     assert running_executor.retrieve(finished).status == "success"
+
+
+COLLECTIONS_OF_A_CLOSED_SESSION = """
+import gc
+from bokeh.document import Document
+from bokeh.models import Div
+from bespoke_dask.service import tame_garbage_collection
+
+def generations_collected_when_a_session_closes():
+    document, seen = Document(), []
+    document.add_root(Div(text="a workflow"))
+    document.on_change(session := (lambda event: None))
+    record = lambda phase, info: phase == "start" and seen.append(info["generation"])
+    gc.callbacks.append(record)
+    document.destroy(session)
+    gc.callbacks.remove(record)
+    return seen
+
+print(generations_collected_when_a_session_closes())
+tame_garbage_collection()
+print(generations_collected_when_a_session_closes(), gc.get_freeze_count() > 0)
+"""
+
+
+def test_a_tamed_scheduler_process_sweeps_only_young_garbage_when_a_dashboard_session_closes():
+    """In a process of its own: the taming freezes and patches that process's collector."""
+    answer = subprocess.run([sys.executable, "-c", COLLECTIONS_OF_A_CLOSED_SESSION], capture_output=True, text=True)
+    assert answer.stdout.splitlines() == ["[2]", "[1] True"], answer.stderr  # Bokeh's own: a full one

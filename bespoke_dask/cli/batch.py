@@ -41,7 +41,7 @@ def launch_batch(
     from bespoke_dask.allocation import check_allocation  # Dask and jobqueue: not needed for --help
     from bespoke_dask.batch import SYSTEMS, WORKER_TYPES, BatchCluster, load_jobqueue_config, parse_job_counts
     from bespoke_dask.scaling import PoolScaler
-    from bespoke_dask.service import CoordinatorPlugin, freeze_heap
+    from bespoke_dask.service import CoordinatorPlugin, tame_garbage_collection
 
     if system not in SYSTEMS:
         raise InputError(f"unknown cluster '{system}': choose local, {', '.join(SYSTEMS)}")
@@ -65,7 +65,7 @@ def launch_batch(
     try:
         scaler = PoolScaler(cluster, **limits)
         scaler.start()
-        freeze_heap()
+        tame_garbage_collection()
         console.print(f"scheduler: {cluster.scheduler_address}")
         console.print(f"dashboard: {cluster.dashboard_link}")
         console.print(f"directory: {directory.resolve()}", highlight=False)

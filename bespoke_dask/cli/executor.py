@@ -189,9 +189,9 @@ def launch(
     )
     with console.status("launching the bespoke executor"):
         executor.start()
-    from bespoke_dask.service import freeze_heap
+    from bespoke_dask.service import tame_garbage_collection
 
-    freeze_heap()
+    tame_garbage_collection()
     try:
         console.print(f"scheduler: {executor.scheduler_address}")
         console.print(f"dashboard: {_bespoke_page(executor.dashboard_link)}")
