@@ -4,10 +4,10 @@ import json
 import time
 
 import pytest
-from distributed import Client
+from distributed import Client, LocalCluster
 
 import client_process
-from bespoke_dask.progress import topic
+from bespoke_dask.progress import WorkflowEvents, topic
 
 pytestmark = pytest.mark.slow
 
@@ -44,3 +44,16 @@ def test_a_finished_workflows_events_are_dropped_from_the_scheduler(running_exec
         while client.get_events(topic(workflow_id)) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert client.get_events(topic(workflow_id)) == ()
+
+
+def _push_three(dask_scheduler=None) -> None:
+    events = WorkflowEvents(dask_scheduler)
+    for status in ("waiting", "running", "running"):
+        events.log("7", {"status": status})
+
+
+def test_a_workflows_topic_keeps_only_its_latest_status():
+    """Followers read the current status as they start; the scheduler keeps no history of 1,000 workflows."""
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        client.run_on_scheduler(_push_three)
+        assert [status for _, status in client.get_events(topic("7"))] == [{"status": "running"}]
