@@ -58,18 +58,16 @@ def small_molecules(n: int) -> list[str]:
 def unchecked_workflows(smiles: list[str], qc_spec: list[str]):
     """Debug workflows without `check_workflow` (~1 s each: its force-field check), for molecules known to pass."""
     from openff.toolkit import Molecule
-    from workload import spec
 
     from bespoke_dask import BespokeWorkflowFactory
     from bespoke_dask.schema import BespokeWorkflow
 
-    settings = dict(BespokeWorkflowFactory.from_name("debug").model_copy(update={"qc_spec": spec(qc_spec)}))
+    settings = dict(BespokeWorkflowFactory.from_name("debug").model_copy(update={"qc_spec": workload.spec(qc_spec)}))
     return [BespokeWorkflow(smiles=Molecule.from_smiles(s).to_smiles(mapped=True), **settings) for s in smiles]
 
 
 def measure(args) -> dict:
     from structure import cpu_bound, schedule
-    from workload import CPUSampler, finished_at, worker_pids
 
     made = time.perf_counter()
     batch = unchecked_workflows(small_molecules(args.n), args.qc_spec)
@@ -80,8 +78,8 @@ def measure(args) -> dict:
         executor.client.wait_for_workers(4)  # 1 fragmenter, 2 QC, 1 optimizer
         pool_slots = taskstream.slots(executor.client)
         taskstream.record(executor.client)
-        workers = CPUSampler(worker_pids(executor.client), interval=1.0)  # their stage processes with them
-        everything = CPUSampler([scheduler_pid], interval=1.0)  # the launched process: workers and executor
+        workers = workload.CPUSampler(workload.worker_pids(executor.client), interval=1.0)  # with their stages
+        everything = workload.CPUSampler([scheduler_pid], interval=1.0)  # the launched process: workers and executor
         with Sampler(executor, directory, scheduler_pid, dashboard, args.sample_every) as sampler, workers, everything:
             start = time.time()
             ids = [executor.submit(workflow) for workflow in batch]
@@ -90,6 +88,7 @@ def measure(args) -> dict:
         runs = taskstream.tasks(executor.client, start)
         done = [o for o in outputs if o.status == "success"]
         failed = [o for o in outputs if o.status == "errored"]
+        workers_rate = workers.rate(start, stopped)
         figures = {
             "engine": " ".join(args.qc_spec) + ", debug workflow (Pfizer fragments, 30 deg, 1 conformer): cheap, not QC",
             "workflows": args.n,
@@ -104,8 +103,8 @@ def measure(args) -> dict:
             "accept_per_workflow_ms": 1000 * accepted / args.n,
             **sampler.summary(),
             "cpu_per_wall_s_until_done_or_window_end": {  # every core busy: workers at `cores`
-                "workers_and_their_stages": workers.rate(start, stopped),
-                "executor_itself": everything.rate(start, stopped) - workers.rate(start, stopped),
+                "workers_and_their_stages": workers_rate,
+                "executor_itself": everything.rate(start, stopped) - workers_rate,
                 "cores": os.cpu_count(),
             },
             "median_gap_between_tasks_ms": {
@@ -113,7 +112,7 @@ def measure(args) -> dict:
             },
         }
         if len(done) == args.n:  # the bound needs every workflow's tasks
-            end = max(map(finished_at, done))
+            end = max(map(workload.finished_at, done))
             figures["schedule"] = schedule(directory, batch, runs, start, end, pool_slots, os.cpu_count() or 1)
             figures["schedule"] |= cpu_bound(figures["schedule"], workers.used(start, end), os.cpu_count() or 1)
         executor.stop()

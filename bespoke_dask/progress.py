@@ -30,9 +30,9 @@ class WorkflowEvents:
 
     def log(self, workflow_id: str, status: dict) -> None:
         """Push a status to the workflow's followers; its topic keeps this one alone (a follower
-        asks for the current status as it starts, never for the history: the history of 1,000
-        workflows in flight was a fifth of the scheduler's objects ten minutes in, for the collector
-        to walk)."""
+        asks for the current status as it starts, never for the history: with 1,000 workflows in
+        flight the history held 65,000 of the scheduler's 359,000 tracked objects four minutes in,
+        for every full collection to walk)."""
         self.scheduler._broker.truncate(topic(workflow_id))
         self.scheduler.log_event(topic(workflow_id), status)
 

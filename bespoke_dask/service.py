@@ -120,8 +120,9 @@ def tame_garbage_collection() -> None:
     collections: a full collection of it held the scheduler's event loop for 0.35 s. Bokeh's
     `Document.destroy` (every dashboard session it closes) collects the young generations only:
     its full `gc.collect()` walked all the workflows in flight hold (0.42 s with 1,000 of them,
-    10 minutes in); what it leaves goes at the collector's own next full collection. Not in a user's own process
-    (`BespokeDaskExecutor`): what is frozen is never collected, should it become cyclic garbage.
+    10 minutes in); what it leaves goes at the collector's own next full collection. Not in a
+    user's own process (`BespokeDaskExecutor`): what is frozen is never collected, should it
+    become cyclic garbage.
     """
     import bokeh.document.document as bokeh_document
 
