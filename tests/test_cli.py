@@ -46,3 +46,21 @@ def test_a_molecule_with_no_target_bond_has_nothing_to_fit(tmp_path):
     assert len(fitted["ProperTorsions"].parameters) == len(
         ForceField("openff_unconstrained-2.2.0.offxml")["ProperTorsions"].parameters
     )
+
+
+def _commands(command, path=()):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_no_help_text_holds_brackets_that_rich_would_drop():
+    """Rich reads `[default: 1]` in a help text as markup and prints nothing for it: a default
+    goes in `show_default="..."` instead, which Typer prints as `[default: (...)]`."""
+    import typer
+
+    for path, command in _commands(typer.main.get_command(app)):
+        for param in command.params:
+            assert "[" not in (getattr(param, "help", None) or ""), (path, param.name)
+    result = runner.invoke(app, ["executor", "launch", "--help"], env={"COLUMNS": "300"})
+    assert "[default: (127.0.0.1, this machine only)]" in result.output

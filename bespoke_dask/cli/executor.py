@@ -52,11 +52,11 @@ if TYPE_CHECKING:  # Dask loads in the commands that need it: --help, list and r
 app = typer.Typer(help="Run bespoke fits: one-shot, or on a long-lived executor.", no_args_is_help=True)
 
 # Options left out are None: the setting then comes from BEFLOW_* or dask config (config.py).
-NFragmenter = Annotated[Optional[int], typer.Option(help="Fragmenter workers [default: 1].", show_default=False)]
-NQC = Annotated[Optional[int], typer.Option(help="QC workers [default: 1].", show_default=False)]
-QCCores = Annotated[Optional[int], typer.Option(help="Cores per QC calculation [default: 1].", show_default=False, min=1)]
-QCMemory = Annotated[Optional[float], typer.Option(help="GiB per QC calculation [default: no limit].", show_default=False)]
-NOptimizer = Annotated[Optional[int], typer.Option(help="Optimizer workers [default: 1].", show_default=False)]
+NFragmenter = Annotated[Optional[int], typer.Option(help="Fragmenter workers.", show_default="1")]
+NQC = Annotated[Optional[int], typer.Option(help="QC workers.", show_default="1")]
+QCCores = Annotated[Optional[int], typer.Option(help="Cores per QC calculation.", show_default="1", min=1)]
+QCMemory = Annotated[Optional[float], typer.Option(help="GiB per QC calculation.", show_default="no limit")]
+NOptimizer = Annotated[Optional[int], typer.Option(help="Optimizer workers.", show_default="1")]
 Report = Annotated[
     Optional[Path], typer.Option(help="Write a fit report here: one self-contained HTML file with plots.")
 ]
@@ -146,9 +146,9 @@ def launch(
     qc_compute_max_mem: QCMemory = None,
     n_optimizer_workers: NOptimizer = None,
     host: Host = None,
-    port: Annotated[Optional[int], typer.Option(help="Scheduler port [default: any free one].", show_default=False)] = None,
+    port: Annotated[Optional[int], typer.Option(help="Scheduler port.", show_default="any free one")] = None,
     dashboard_port: Annotated[
-        Optional[int], typer.Option(help="Dashboard port [default: any free one].", show_default=False)
+        Optional[int], typer.Option(help="Dashboard port.", show_default="any free one")
     ] = None,
     tls: Annotated[
         Optional[bool],

@@ -113,13 +113,13 @@ Directory = Annotated[
     Optional[Path],
     typer.Option(
         "--directory",
-        help=f"The executor's directory [default: bespoke-dask.directory, {DEFAULT_DIRECTORY}].",
-        show_default=False,
+        help="The executor's directory.",
+        show_default=f"bespoke-dask.directory, {DEFAULT_DIRECTORY}",
     ),
 ]
 Host = Annotated[
     Optional[str],
-    typer.Option(help="Interface to listen on [default: 127.0.0.1, this machine only].", show_default=False),
+    typer.Option(help="Interface to listen on.", show_default="127.0.0.1, this machine only"),
 ]
 TLSCAFile = Annotated[Optional[str], typer.Option(help="TLS: the CA certificate (PEM).")]
 TLSCert = Annotated[Optional[str], typer.Option(help="TLS: this node's certificate (PEM).")]

@@ -15,11 +15,11 @@ from bespoke_dask.errors import InputError
 def launch_worker(
     worker_type: Annotated[str, typer.Option(help="The pool to serve: fragmenter, qc-compute or optimizer.")],
     scheduler: Annotated[str, typer.Option(help="Scheduler address, e.g. tcp://10.0.0.1:8786.")],
-    n_cores: Annotated[Optional[int], typer.Option(help="Cores per calculation [default: the pool's].", show_default=False)] = None,
-    max_mem: Annotated[Optional[float], typer.Option(help="GiB per calculation [default: the pool's].", show_default=False)] = None,
+    n_cores: Annotated[Optional[int], typer.Option(help="Cores per calculation.", show_default="the pool's")] = None,
+    max_mem: Annotated[Optional[float], typer.Option(help="GiB per calculation.", show_default="the pool's")] = None,
     n_workers: Annotated[int, typer.Option(help="Worker processes to start.")] = 1,
     n_tasks: Annotated[
-        Optional[int], typer.Option(help="Calculations each worker runs at once [default: the pool's].", show_default=False)
+        Optional[int], typer.Option(help="Calculations each worker runs at once.", show_default="the pool's")
     ] = None,
     host: Host = None,
     directory: Annotated[
