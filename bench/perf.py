@@ -99,25 +99,51 @@ def show(figures: dict, indent: str = "") -> None:
 
 # -- parts -----------------------------------------------------------------------------
 def scan(args) -> dict:
-    """One scan: Dask wavefronts on W QC workers vs qcengine's serial torsiondrive procedure."""
+    """One scan: Dask wavefronts on W QC workers vs qcengine's serial torsiondrive procedure.
+
+    The machine's speed drifts by 20-30 % within minutes, so the two are run in turns (`--repeat`
+    rounds, every other one serial first) and each round's ratio is taken within the round; the
+    headline is their median.
+    """
     workflow = workload.scan_workflow(args.smiles, args.torsion, args.grid_spacing, args.conformers, args.qc_spec)
-    runs = {}
-    with tempfile.TemporaryDirectory() as directory:
-        runs["scan_ahead"], (scan_key, steps), others = _dask_scan(workflow, directory, args.qc_workers)
-        serial = workload.serial_torsiondrive(directory, scan_key)
-        sample = workload.scan_jobs(directory, scan_key, 8)
+    rounds = []
+    with tempfile.TemporaryDirectory() as first:  # its scan-start is every serial run's input
+        run, (scan_key, steps), others = _dask_scan(workflow, first, args.qc_workers)
+        serial = workload.serial_torsiondrive(first, scan_key)
+        rounds.append((run, serial))
+        for number in range(1, args.repeat):
+            rounds.append(_scan_round(workflow, args.qc_workers, lambda: workload.serial_torsiondrive(first, scan_key),
+                                      serial_first=number % 2 == 1))
+        variants = {}
+        for name, settings in _scan_variants(args.variants):  # each of our changes undone in turn
+            with dask.config.set(settings):
+                variants[name] = _scan_round(workflow, args.qc_workers,
+                                             lambda: workload.serial_torsiondrive(first, scan_key), serial_first=False)
+        sample = workload.scan_jobs(first, scan_key, 8)
         slowdown = workload.concurrent_slowdown(sample, args.qc_workers)
-    # The same scan with each of our changes undone in turn.
-    for name, settings in (
-        ("wavefronts_in_step", {"bespoke-dask.scan-ahead": False}),
-        ("distributed_timers", workload.distributeds_own_timers()),
-    ):
-        with tempfile.TemporaryDirectory() as directory, dask.config.set(settings):
-            runs[name], *_ = _dask_scan(workflow, directory, args.qc_workers)
     widths = structure.wavefront_widths(steps)
     mean_width = sum(widths) / len(widths)
     # If every optimization took as long as alone: each wavefront takes ceil(width / W) rounds.
     packing = sum(widths) / sum(math.ceil(width / args.qc_workers) for width in widths)
+    bound = min(args.qc_workers, mean_width)
+
+    def ratios(run: dict, serial: dict) -> dict:
+        speedup = serial["time_s"] / run["dask_s"]
+        inflation = run["dask_qc_task_time_s"] / serial["time_s"]  # > 1: optimizations at once slow each other
+        return {
+            "serial_s": serial["time_s"],
+            **run,
+            "speedup": speedup,
+            "speedup_over_bound": speedup / bound,
+            "qc_task_time_over_serial": inflation,
+            "speedup_over_packing_and_inflation": speedup / (packing / inflation),
+            # speedup_over_bound = (1 / inflation) x balance x dispatch when W <= mean width (dispatch
+            # above 1: scan-ahead beat wavefronts in step)
+            "balance": run["dask_qc_task_time_s"] / (args.qc_workers * run["in_step_schedule_of_these_tasks_s"]),
+            "dispatch": run["in_step_schedule_of_these_tasks_s"] / run["dask_s"],
+        }
+
+    shipped = [ratios(run, serial) for run, serial in rounds]
     figures = {
         "smiles": args.smiles,
         "qc_spec": " ".join(args.qc_spec),
@@ -129,32 +155,38 @@ def scan(args) -> dict:
         "wavefront_widths": widths,
         "wavefront_packing_bound": packing,
         "serial_reference": serial["reference"],
-        "serial_s": serial["time_s"],
         "serial_optimizations": serial["optimizations"],
         "max_energy_difference_kcal_mol": serial["max_energy_difference_kcal_mol"],
         # The first 8 optimizations in W plain processes at once vs in one alone (no executor):
         # the machine's own cost of running W side by side, part of qc_task_time_over_serial.
         "plain_processes_slowdown": slowdown,
-        "variants": "scan_ahead: as shipped; wavefronts_in_step: scan-ahead off; distributed_timers: "
-                    "distributed's own timer settings instead of bespoke-dask.distributed",
+        "rounds": len(shipped),
+        **{f"median_{name}": statistics.median(r[name] for r in shipped)
+           for name in ("speedup", "speedup_over_bound", "qc_task_time_over_serial", "balance", "dispatch")},
+        "serial_s_per_round": [r["serial_s"] for r in shipped],  # one input: the machine's drift
+        "speedup_over_bound_per_round": [r["speedup_over_bound"] for r in shipped],
+        "scan_ahead_rounds": shipped,
     }
-    for name, run in runs.items():
-        speedup = serial["time_s"] / run["dask_s"]
-        inflation = run["dask_qc_task_time_s"] / serial["time_s"]  # > 1: optimizations at once slow each other
-        figures[name] = {
-            **run,
-            "speedup": speedup,
-            "speedup_over_bound": speedup / min(args.qc_workers, mean_width),
-            "qc_task_time_over_serial": inflation,
-            "speedup_over_packing_and_inflation": speedup / (packing / inflation),
-            # speedup_over_bound = (1 / inflation) x balance x dispatch when W <= mean width (dispatch
-            # above 1: scan-ahead beat wavefronts in step)
-            "balance": run["dask_qc_task_time_s"] / (args.qc_workers * run["in_step_schedule_of_these_tasks_s"]),
-            "dispatch": run["in_step_schedule_of_these_tasks_s"] / run["dask_s"],
-        }
-    for name in ("wavefronts_in_step", "distributed_timers"):
-        figures[f"speedup_over_{name}"] = figures["scan_ahead"]["speedup"] / figures[name]["speedup"]
+    for name, (run, serial) in variants.items():
+        figures[name] = ratios(run, serial)
+        figures[f"speedup_over_{name}"] = figures["median_speedup"] / figures[name]["speedup"]
     return figures
+
+
+def _scan_variants(wanted: bool) -> list[tuple[str, dict]]:
+    """The shipped scan with one of our changes undone: scan-ahead off, distributed's own timers."""
+    if not wanted:
+        return []
+    return [("wavefronts_in_step", {"bespoke-dask.scan-ahead": False}),
+            ("distributed_timers", workload.distributeds_own_timers())]
+
+
+def _scan_round(workflow, qc_workers: int, run_serial, serial_first: bool) -> tuple[dict, dict]:
+    """A Dask scan on a fresh executor and the serial procedure, one right after the other."""
+    serial = run_serial() if serial_first else None
+    with tempfile.TemporaryDirectory() as directory:
+        run, *_ = _dask_scan(workflow, directory, qc_workers)
+    return run, serial or run_serial()
 
 
 def _dask_scan(workflow, directory: str, qc_workers: int) -> tuple[dict, tuple[str, list], int]:
@@ -266,6 +298,7 @@ def latency(args) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         launched = time.time()
         with executor_on(directory) as executor:
+            pool_slots = taskstream.slots(executor.client)
             start = time.time()
             run_batch(executor, [workflow])
             end = time.time()
@@ -274,7 +307,12 @@ def latency(args) -> dict:
     known = taskstream.by_key(runs)
     chain = max(keys.chains(), key=lambda c: taskstream.chain_time(c, known))
     scan_runs = [t for t in runs if t.stage in ("scan-start", "qc", "scan-advance")]
-    handoffs = taskstream.gaps(chain, known)
+    gaps = taskstream.gaps(chain, known)
+    handoffs = [waited for waited, _ in gaps]
+    # the part of each wait in which a slot of the task's pool was free: the executor's own delay
+    # (the rest the task queued behind other work, e.g. the other scan's jobs on both QC workers)
+    dispatch = [waited - taskstream.saturated(runs, task.pool, pool_slots.get(task.pool, 1), task.start - waited, task.start)
+                for waited, task in gaps]
     first, fit = known[keys.fragmentation[0][0]], known[keys.fit]
     return {
         "smiles": args.smiles,
@@ -290,6 +328,9 @@ def latency(args) -> dict:
         "handoff_total_s": sum(handoffs),
         "handoff_median_s": sorted(handoffs)[len(handoffs) // 2] if handoffs else None,
         "handoff_max_s": max(handoffs, default=None),
+        "handoff_with_a_free_slot_median_s": statistics.median(dispatch) if dispatch else None,
+        "handoff_with_a_free_slot_max_s": max(dispatch, default=None),
+        "handoff_queued_behind_other_work_s": sum(handoffs) - sum(dispatch),
         "first_task_s_per_stage": {s: next(t.duration for t in runs if t.stage == s) for s in ("fragment", "qc", "optimize")},
         "median_qc_task_s": statistics.median(t.duration for t in runs if t.stage == "qc"),
         "scans": len(keys.scans),

@@ -110,9 +110,9 @@ def chain_time(steps: list[list[str]], known: dict[str, Task]) -> float:
     return sum(max((known[key].duration for key in step if key in known), default=0.0) for step in steps)
 
 
-def gaps(steps: list[list[str]], known: dict[str, Task]) -> list[float]:
-    """Hand-offs along a chain (s): from the end of one step's last task to the first start after it
-    in the next step.
+def gaps(steps: list[list[str]], known: dict[str, Task]) -> list[tuple[float, Task]]:
+    """Hand-offs along a chain: from the end of one step's last task to the first start after it in
+    the next step (s), with that task.
 
     Steps with no task in the stream (served by the store) are skipped, and so are tasks started
     before the step ahead of them ended (a scan's jobs started ahead): nothing waited for them.
@@ -122,10 +122,28 @@ def gaps(steps: list[list[str]], known: dict[str, Task]) -> list[float]:
     handoffs = []
     for before, after in pairwise(present):
         ended = max(task.stop for task in before)
-        waited = [task.start - ended for task in after if task.start >= ended]
-        if waited:
-            handoffs.append(min(waited))
+        waiting = [task for task in after if task.start >= ended]
+        if waiting:
+            first = min(waiting, key=lambda task: task.start)
+            handoffs.append((first.start - ended, first))
     return handoffs
+
+
+def saturated(runs: list[Task], pool: str | None, slots: int, start: float, stop: float) -> float:
+    """Seconds within [start, stop] in which every slot of `pool` held a task (0 for no pool)."""
+    if pool is None or stop <= start:
+        return 0.0
+    edges = sorted((t, step) for task in runs if task.pool == pool for t, step in ((task.start, 1), (task.stop, -1)))
+    full, running, since = 0.0, 0, start
+    for t, step in edges:  # at equal times an end (-1) sorts before a start
+        if running >= slots:
+            full += max(0.0, min(t, stop) - max(since, start))
+        running, since = running + step, t
+        if t >= stop:
+            break
+    if running >= slots and since < stop:
+        full += stop - max(since, start)
+    return full
 
 
 def median_worker_gap(runs: list[Task], pool: str) -> float | None:

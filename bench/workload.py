@@ -287,6 +287,10 @@ def parser(description: str, parts) -> argparse.ArgumentParser:
             command.add_argument("--grid-spacing", type=int, default=15)
             command.add_argument("--conformers", type=int, default=2 if name == "cores" else 4)
             command.add_argument("--qc-workers", type=int, default=2)
+        if name == "scan":
+            command.add_argument("--repeat", type=int, default=3, help="rounds of Dask and serial in turn")
+            command.add_argument("--variants", action="store_true",
+                                 help="also scan-ahead off and distributed's own timers (a round each)")
         if name == "cores":
             command.add_argument("--psi4", action="store_true", help="also psi4 HF/STO-3G (slow)")
         if name in ("dedup", "latency", "batch"):
