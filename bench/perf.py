@@ -330,6 +330,7 @@ def latency(args) -> dict:
         "handoff_max_s": max(handoffs, default=None),
         "handoff_with_a_free_slot_median_s": statistics.median(dispatch) if dispatch else None,
         "handoff_with_a_free_slot_max_s": max(dispatch, default=None),
+        "handoff_with_a_free_slot_longest_into": max(zip(dispatch, (task.stage for _, task in gaps)), default=(None, None))[1],
         "handoff_queued_behind_other_work_s": sum(handoffs) - sum(dispatch),
         "first_task_s_per_stage": {s: next(t.duration for t in runs if t.stage == s) for s in ("fragment", "qc", "optimize")},
         "median_qc_task_s": statistics.median(t.duration for t in runs if t.stage == "qc"),
