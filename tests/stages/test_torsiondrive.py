@@ -1,7 +1,11 @@
 """Torsion scans through td_api: wavefronts handed to a batch runner, serial or on Dask."""
 
+import numpy as np
 import pytest
 from distributed import Client, LocalCluster
+from geometric.nifty import bohr2ang
+from openff.toolkit import Molecule
+from openff.units import unit
 
 from bespoke_dask.schema import ConstrainedOptimizationSettings, QCSpec, TorsionScanTask
 from bespoke_dask.stages import torsiondrive
@@ -29,6 +33,43 @@ def test_the_first_wavefront_drives_the_mapped_bond():
     assert step.state.grid_points == 6
     assert all(len(job.geometry) == 3 * 12 for job in step.jobs)
     assert len(step.state.pending) == len(step.jobs)
+
+
+def _mmff_energy_and_force(molecule, positions):
+    """MMFF94 energy (kcal/mol) and largest force component (kcal/mol/A) at `positions` (A)."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    rdkit_molecule = Chem.Mol(molecule.to_rdkit())
+    rdkit_molecule.RemoveAllConformers()
+    conformer = Chem.Conformer(len(positions))
+    for index, xyz in enumerate(positions):
+        conformer.SetAtomPosition(index, xyz.tolist())
+    rdkit_molecule.AddConformer(conformer)
+    force_field = AllChem.MMFFGetMoleculeForceField(rdkit_molecule, AllChem.MMFFGetMoleculeProperties(rdkit_molecule))
+    return force_field.CalcEnergy(), max(map(abs, force_field.CalcGrad()))
+
+
+def test_scans_start_from_conformers_relaxed_with_mmff94():
+    molecule = Molecule.from_smiles("CC(=O)Nc1ccccc1")
+    molecule.generate_conformers(n_conformers=3)
+    embedded = [conformer.m_as(unit.angstrom) for conformer in molecule.conformers]
+    relaxed = torsiondrive.relaxed_conformers(molecule)
+    assert len(relaxed) == len(embedded)
+    for before, after in zip(embedded, relaxed):
+        energy_before, _ = _mmff_energy_and_force(molecule, before)
+        energy_after, force_after = _mmff_energy_and_force(molecule, after)
+        assert energy_after < energy_before - 1 and force_after < 0.1  # kcal/mol, kcal/mol/A
+    first = torsiondrive.start(TASK).jobs[0]  # the scan's jobs start from relaxed conformers
+    ether = Molecule.from_mapped_smiles(first.mapped_smiles)
+    assert _mmff_energy_and_force(ether, np.asarray(first.geometry).reshape(-1, 3) * bohr2ang)[1] < 0.1
+
+
+def test_molecules_mmff94_cannot_do_keep_their_embedded_conformers():
+    molecule = Molecule.from_smiles("OB(O)c1ccccc1")  # MMFF94 has no boron
+    molecule.generate_conformers(n_conformers=1)
+    (relaxed,) = torsiondrive.relaxed_conformers(molecule)
+    assert np.allclose(relaxed, molecule.conformers[0].m_as(unit.angstrom))
 
 
 def test_advance_wants_one_result_per_job():
