@@ -79,11 +79,28 @@ def scan_steps(store: Store, task) -> Steps:
     step = _get(store, start_key, ScanStep)
     steps = [[start_key]]
     while step.result is None:
-        qc_keys = [graph.task_key(graph.QC, job) for job in step.jobs]
-        results = [_get(store, key, OptimizationResult) for key in qc_keys]
+        qc_keys, results = [], []
+        for job in step.jobs:
+            keys, result = _optimization(store, job)
+            qc_keys += keys
+            results.append(result)
         steps += [qc_keys, [graph.task_key(graph.SCAN_ADVANCE, step.state, results)]]
         step = torsiondrive.advance(step.state, results)
     return steps
+
+
+def _optimization(store: Store, job) -> tuple[list[str], OptimizationResult]:
+    """A job's qc keys and result: its own, or, where it failed, also its restart's (as the
+    coordinator answers it: for the job's start geometry)."""
+    from bespoke_dask.stages import torsiondrive
+
+    key = graph.task_key(graph.QC, job)
+    result = store.get(graph.QC.name, key, OptimizationResult)
+    if result is not None:
+        return [key], result
+    restart = graph.task_key(graph.QC, torsiondrive.restarted(job))
+    result = _get(store, restart, OptimizationResult)
+    return [key, restart], result.model_copy(update={"initial_geometry": job.geometry})
 
 
 def wavefront_widths(steps: Steps) -> list[int]:
