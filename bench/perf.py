@@ -308,6 +308,9 @@ def latency(args) -> dict:
     chain = max(keys.chains(), key=lambda c: taskstream.chain_time(c, known))
     scan_runs = [t for t in runs if t.stage in ("scan-start", "qc", "scan-advance")]
     gaps = taskstream.gaps(chain, known)
+    # the fit waits for every scan, not only the chain's: its hand-off starts when the last one ends
+    scans_end = max(known[key].stop for steps in keys.scans.values() for key in steps[-1] if key in known)
+    gaps = [(task.start - scans_end, task) if task.key == keys.fit else (waited, task) for waited, task in gaps]
     handoffs = [waited for waited, _ in gaps]
     # the part of each wait in which a slot of the task's pool was free: the executor's own delay
     # (the rest the task queued behind other work, e.g. the other scan's jobs on both QC workers)
