@@ -14,6 +14,7 @@ Run from the repository root on a quiet machine, e.g.
 """
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -109,16 +110,15 @@ def scan(args) -> dict:
     rounds = []
     with tempfile.TemporaryDirectory() as first:  # its scan-start is every serial run's input
         run, (scan_key, steps), others = _dask_scan(workflow, first, args.qc_workers)
-        serial = workload.serial_torsiondrive(first, scan_key)
+        run_serial = functools.partial(workload.serial_torsiondrive, first, scan_key)
+        serial = run_serial()
         rounds.append((run, serial))
         for number in range(1, args.repeat):
-            rounds.append(_scan_round(workflow, args.qc_workers, lambda: workload.serial_torsiondrive(first, scan_key),
-                                      serial_first=number % 2 == 1))
+            rounds.append(_scan_round(workflow, args.qc_workers, run_serial, serial_first=number % 2 == 1))
         variants = {}
         for name, settings in _scan_variants(args.variants):  # each of our changes undone in turn
             with dask.config.set(settings):
-                variants[name] = _scan_round(workflow, args.qc_workers,
-                                             lambda: workload.serial_torsiondrive(first, scan_key), serial_first=False)
+                variants[name] = _scan_round(workflow, args.qc_workers, run_serial, serial_first=False)
         sample = workload.scan_jobs(first, scan_key, 8)
         slowdown = workload.concurrent_slowdown(sample, args.qc_workers)
     widths = structure.wavefront_widths(steps)
