@@ -55,14 +55,17 @@ def small_molecules(n: int) -> list[str]:
     return unique[:n]
 
 
-def unchecked_workflows(smiles: list[str], qc_spec: list[str]):
-    """Debug workflows without `check_workflow` (~1 s each: its force-field check), for molecules known to pass."""
+def unchecked_workflows(smiles: list[str], qc_spec: list[str], grid_spacing: int = 30):
+    """Debug workflows (at `grid_spacing` degrees) without `check_workflow` (~1 s each: its
+    force-field check), for molecules known to pass."""
     from openff.toolkit import Molecule
 
     from bespoke_dask import BespokeWorkflowFactory
-    from bespoke_dask.schema import BespokeWorkflow
+    from bespoke_dask.schema import BespokeWorkflow, TorsionDriveSettings
 
-    settings = dict(BespokeWorkflowFactory.from_name("debug").model_copy(update={"qc_spec": workload.spec(qc_spec)}))
+    scans = TorsionDriveSettings(grid_spacing=grid_spacing, n_conformers=1)
+    factory = BespokeWorkflowFactory.from_name("debug")
+    settings = dict(factory.model_copy(update={"qc_spec": workload.spec(qc_spec), "torsiondrive": scans}))
     return [BespokeWorkflow(smiles=Molecule.from_smiles(s).to_smiles(mapped=True), **settings) for s in smiles]
 
 
@@ -70,7 +73,7 @@ def measure(args) -> dict:
     from structure import cpu_bound, schedule
 
     made = time.perf_counter()
-    batch = unchecked_workflows(small_molecules(args.n), args.qc_spec)
+    batch = unchecked_workflows(small_molecules(args.n), args.qc_spec, args.grid_spacing)
     made = time.perf_counter() - made
     with tempfile.TemporaryDirectory() as directory, launched(directory) as executor_process:
         scheduler_pid, dashboard = executor_process.pid, executor_process.dashboard
@@ -90,7 +93,8 @@ def measure(args) -> dict:
         failed = [o for o in outputs if o.status == "errored"]
         workers_rate = workers.rate(start, stopped)
         figures = {
-            "engine": " ".join(args.qc_spec) + ", debug workflow (Pfizer fragments, 30 deg, 1 conformer): cheap, not QC",
+            "engine": " ".join(args.qc_spec)
+            + f", debug workflow (Pfizer fragments, {args.grid_spacing} deg, 1 conformer): cheap, not QC",
             "workflows": args.n,
             "window_s": args.window,
             "succeeded": len(done),

@@ -307,6 +307,7 @@ def parser(description: str, parts) -> argparse.ArgumentParser:
             command.add_argument("--n", type=int, default=1000)
             command.add_argument("--window", type=float, help="s to run before cancelling what is unfinished")
             command.add_argument("--sample-every", type=float, default=15.0, help="s between latency samples")
+            command.add_argument("--grid-spacing", type=int, default=30, help="degrees (the debug workflow's 30)")
     return main
 
 
