@@ -308,9 +308,10 @@ def latency(args) -> dict:
     chain = max(keys.chains(), key=lambda c: taskstream.chain_time(c, known))
     scan_runs = [t for t in runs if t.stage in ("scan-start", "qc", "scan-advance")]
     gaps = taskstream.gaps(chain, known)
-    # the fit waits for every scan, not only the chain's: its hand-off starts when the last one ends
-    scans_end = max(known[key].stop for steps in keys.scans.values() for key in steps[-1] if key in known)
-    gaps = [(task.start - scans_end, task) if task.key == keys.fit else (waited, task) for waited, task in gaps]
+    # the fit waits for every scan and the charges, not only the chain's: its hand-off starts when the last one ends
+    inputs = [key for steps in keys.scans.values() for key in steps[-1]] + list(keys.charges.values())
+    inputs_end = max(known[key].stop for key in inputs if key in known)
+    gaps = [(task.start - inputs_end, task) if task.key == keys.fit else (waited, task) for waited, task in gaps]
     handoffs = [waited for waited, _ in gaps]
     # the part of each wait in which a slot of the task's pool was free: the executor's own delay
     # (the rest the task queued behind other work, e.g. the other scan's jobs on both QC workers)
@@ -324,6 +325,7 @@ def latency(args) -> dict:
         "submit_to_result_s": end - start,
         "fragmentation_s": sum(known[k].duration for step in keys.fragmentation for k in step),
         "qc_span_s": max((t.stop for t in scan_runs), default=0) - min((t.start for t in scan_runs), default=0),
+        "charges_s": sum(known[k].duration for k in set(keys.charges.values()) if k in known),
         "fit_s": fit.duration,
         "submit_to_first_task_s": first.start - start,
         "fit_to_result_s": end - fit.stop,  # the final drawing, the status push, the client's wake-up

@@ -19,6 +19,8 @@ from bespoke_dask.schema import (
     FitTarget,
     FragmentationResult,
     OptimizationResult,
+    PartialCharges,
+    ScannedMolecule,
     ScanStep,
     TorsionScanResult,
     TorsionTarget,
@@ -30,17 +32,20 @@ Steps = list[list[str]]  # a chain: each step a group of keys that run at once
 
 @dataclass
 class WorkflowKeys:
-    """One workflow's task keys: fragmentation steps, one chain per unique scan, the fit."""
+    """One workflow's task keys: fragmentation steps, one chain per unique scan, the charges of
+    each scanned molecule, the fit."""
 
     fragmentation: Steps
     scans: dict[str, Steps]  # by scan task hash
+    charges: dict[str, str]  # by scan task hash
     fit: str
 
     def chains(self) -> list[Steps]:
-        """Every dependent chain from fragmentation to fit (one through each scan)."""
-        return [self.fragmentation + scan + [[self.fit]] for scan in self.scans.values()] or [
-            self.fragmentation + [[self.fit]]
-        ]
+        """Every dependent chain from fragmentation to fit (one through each scan, one through
+        each molecule's charges)."""
+        through_scans = [self.fragmentation + scan + [[self.fit]] for scan in self.scans.values()]
+        through_charges = [self.fragmentation + [[key]] + [[self.fit]] for key in set(self.charges.values())]
+        return through_scans + through_charges or [self.fragmentation + [[self.fit]]]
 
     def keys(self) -> set[str]:
         return {key for chain in self.chains() for step in chain for key in step}
@@ -56,17 +61,20 @@ def workflow_keys(directory: str | Path, workflow: BespokeWorkflow) -> WorkflowK
     targets_key = graph.task_key(graph.TARGETS, molecule, fragmentation)
     targets = _get(store, targets_key, list[TorsionTarget])
     tasks = {target.scan.content_hash(): target.scan for target in targets}
+    charges = {key: graph.task_key(graph.CHARGES, ScannedMolecule(smiles=task.smiles)) for key, task in tasks.items()}
     parameters = list({p.smirks: p for t in targets for p in t.parameters}.values())
     fit_targets = [
         FitTarget(
             smirks=[parameter.smirks for parameter in target.parameters],
             scan=store.get(SCANS, target.scan.content_hash(), TorsionScanResult),
+            charges=store.get(graph.CHARGES.name, charges[target.scan.content_hash()], PartialCharges),
         )
         for target in targets
     ]
     return WorkflowKeys(
         fragmentation=[[fragment_key], [targets_key]],
         scans={key: scan_steps(store, task) for key, task in tasks.items()},
+        charges=charges,
         fit=graph.task_key(graph.OPTIMIZE, workflow, parameters, fit_targets),
     )
 

@@ -17,7 +17,7 @@ from bespoke_dask import graph
 STAGES = {
     stage.name: stage
     for stage in (graph.FRAGMENT, graph.TARGETS, graph.SCAN_START, graph.SCAN_ADVANCE, graph.QC, graph.QC_RESTART,
-                  graph.OPTIMIZE, graph.DRAW)
+                  graph.CHARGES, graph.OPTIMIZE, graph.DRAW)
 }
 
 

@@ -2,7 +2,7 @@
 
 One asyncio driver per workflow expands the graph as results arrive: fragment, then one
 torsiondrive per unique scan (each wavefront's constrained optimizations as separate `qc`
-tasks), then the fit. Every stage result is looked up in the store before any work is
+tasks) and, meanwhile, the AM1-BCC charges of its molecule, then the fit. Every stage result is looked up in the store before any work is
 submitted and written there when it arrives, so identical work is done once, and a new
 coordinator on the same directory resumes whatever was left unfinished.
 """
@@ -32,6 +32,8 @@ from bespoke_dask.schema import (
     BespokeWorkflow,
     DrawingRequest,
     FitTarget,
+    PartialCharges,
+    ScannedMolecule,
     ScanProgress,
     StageStatus,
     StageTimeouts,
@@ -205,9 +207,12 @@ class Coordinator:
                         self._scan(task, progress, lambda: self._publish(record), timeouts)
                         for task, progress in zip(tasks.values(), status.scans)
                     ),
+                    *(self.compute(graph.CHARGES, ScannedMolecule(smiles=t.smiles), limits=timeouts) for t in tasks.values()),
                     return_exceptions=True,
                 )
                 running = dict(zip(tasks, outcomes))
+                # charges that failed are left to the fit, which then reports the failure as its own
+                charges = {key: c for key, c in zip(tasks, outcomes[len(tasks):]) if isinstance(c, PartialCharges)}
                 targets, skipped = partial.fitted_and_skipped(targets, running, workflow.allow_partial)
             async with self._stage(record, "optimization") as status:
                 parameters = list({p.smirks: p for t in targets for p in t.parameters}.values())
@@ -215,6 +220,7 @@ class Coordinator:
                     FitTarget(
                         smirks=[parameter.smirks for parameter in target.parameters],
                         scan=running[target.scan.content_hash()],
+                        charges=charges.get(target.scan.content_hash()),
                     )
                     for target in targets
                 ]

@@ -15,11 +15,12 @@ from bespoke_dask.sandbox import StageStopped
 from bespoke_dask.schema import StageTimeouts
 
 # The limit (a field of StageTimeouts) that applies to each stage's tasks, and how errors name it.
-LIMITS = {"fragment": "fragmentation", "targets": "fragmentation", "qc": "qc", "optimize": "fit"}
+LIMITS = {"fragment": "fragmentation", "targets": "fragmentation", "qc": "qc", "charges": "fit", "optimize": "fit"}
 LABELS = {
     "fragment": "fragmentation",
     "targets": "bespoke parameter set-up",
     "qc": "one QC optimization",
+    "charges": "AM1-BCC charges",
     "optimize": "the fit",
     "scan": "one torsiondrive",
 }

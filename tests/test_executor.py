@@ -71,6 +71,14 @@ def test_both_fits_share_one_fragmentation_and_one_scan(finished):
     assert len(list((store / "scan").glob("*/*.json"))) == 1
 
 
+def test_the_molecules_charges_are_computed_once_while_its_scans_run(finished):
+    """Three workflows, one scanned molecule: one `charges` task, which ends before the last QC job."""
+    store, computed = finished[1], finished[2]
+    (charges,) = [(start, stop) for stage, start, stop in computed if stage == "charges"]
+    assert len(list((store / "charges").glob("*/*.json"))) == 1
+    assert charges[1] < max(stop for stage, _, stop in computed if stage == "qc")
+
+
 def test_the_scan_starts_jobs_of_its_next_wavefront_before_its_wavefront_ends(finished):
     """bespoke-dask.scan-ahead: an optimization runs right across a scan step. With wavefronts in
     step none can: a step waits for its whole wavefront, the next wavefront for the step (one scan here)."""

@@ -101,6 +101,7 @@ KINDS = {
     "scan-start": "torsiondrive starts (conformers)",
     "qc": "constrained optimizations",
     "scan": "torsiondrives",
+    "charges": "AM1-BCC charges of scanned molecules",
     "optimize": "fits",
     "workflows": "workflows",
 }

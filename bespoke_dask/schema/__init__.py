@@ -23,6 +23,8 @@ from bespoke_dask.schema.tasks import (
     FragmentationResult,
     GridPoint,
     OptimizationResult,
+    PartialCharges,
+    ScannedMolecule,
     ScanState,
     ScanStep,
     TorsionScanResult,

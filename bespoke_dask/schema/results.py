@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from bespoke_dask.schema.base import SchemaModel
-from bespoke_dask.schema.tasks import TorsionScanResult, TorsionScanTask
+from bespoke_dask.schema.tasks import PartialCharges, TorsionScanResult, TorsionScanTask
 from bespoke_dask.schema.workflow import BespokeWorkflow, QCSpec
 
 if TYPE_CHECKING:
@@ -59,10 +59,12 @@ class TorsionTarget(SchemaModel):
 
 
 class FitTarget(SchemaModel):
-    """A finished scan and the SMIRKS of the bespoke parameters of its bond."""
+    """A finished scan, the SMIRKS of the bespoke parameters of its bond, and the MM charges of
+    its molecule."""
 
     smirks: list[str]
     scan: TorsionScanResult
+    charges: PartialCharges | None = Field(None, description="AM1-BCC, computed ahead; None: the fit computes them")
 
 
 class ProfileError(SchemaModel):

@@ -108,6 +108,19 @@ class TorsionScanResult(SchemaModel):
     n_optimizations: int
 
 
+class ScannedMolecule(SchemaModel):
+    """The molecule of a torsion scan, whatever the scan's settings: its task's `smiles`."""
+
+    smiles: str
+
+
+class PartialCharges(SchemaModel):
+    """MM partial charges of one molecule (elementary charge), in its mapped SMILES's atom order."""
+
+    mapped_smiles: str
+    charges: list[float]
+
+
 class ScanStep(SchemaModel):
     """One turn of a torsiondrive: the next wavefront of jobs, or the finished result."""
 

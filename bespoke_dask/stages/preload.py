@@ -7,7 +7,7 @@ import contextlib
 
 import qcengine
 
-from bespoke_dask.stages import fragment, optimize, qc, targets, torsiondrive  # noqa: F401
+from bespoke_dask.stages import charges, fragment, optimize, qc, targets, torsiondrive  # noqa: F401
 
 qc.register_engines()
 # qcengine reads the host's facts on its first computation; py-cpuinfo takes about 1 s of them.

@@ -35,9 +35,7 @@ BatchRunner = Callable[[list[ConstrainedOptimization]], list[OptimizationResult]
 
 def start(task: TorsionScanTask) -> ScanStep:
     """Generate starting conformers and return the first wavefront of the scan."""
-    molecule = Molecule.from_smiles(task.smiles, allow_undefined_stereo=True)
-    dihedral = _dihedral(molecule, *_central_bond(molecule))
-    molecule.properties.pop("atom_map")
+    molecule, dihedral = scanned_molecule(task.smiles)
     molecule.generate_conformers(n_conformers=task.n_conformers)
     td_state = td_api.create_initial_state(
         dihedrals=[list(dihedral)],
@@ -56,6 +54,15 @@ def start(task: TorsionScanTask) -> ScanStep:
         grid_points=grid_points_total(task),
     )
     return _next_step(state)
+
+
+def scanned_molecule(smiles: str) -> tuple[Molecule, tuple[int, int, int, int]]:
+    """The molecule a scan task's `smiles` names, in the atom order of the scan's geometries, and
+    the dihedral driven."""
+    molecule = Molecule.from_smiles(smiles, allow_undefined_stereo=True)
+    dihedral = _dihedral(molecule, *_central_bond(molecule))
+    molecule.properties.pop("atom_map")
+    return molecule, dihedral
 
 
 def advance(state: ScanState, results: list[OptimizationResult]) -> ScanStep:

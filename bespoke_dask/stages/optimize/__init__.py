@@ -26,7 +26,7 @@ def optimize(workflow: BespokeWorkflow, parameters: list[BespokeTorsion], target
     out worse than the base keeps the base terms for its bond's parameters (`FitResult.kept_base`).
     The refit force field is checked on the parent: every target torsion must carry its bespoke
     parameter. `wall_time` (s) is the fit alone: not the backend's import, the molecules'
-    one-time AM1-BCC charges, nor the metrics.
+    AM1-BCC charges (each target's own when given), nor the metrics.
     """
     optimizer = workflow.optimizer
     if not parameters or not targets:
@@ -37,13 +37,15 @@ def optimize(workflow: BespokeWorkflow, parameters: list[BespokeTorsion], target
             message=NOTHING_TO_FIT if not parameters else NO_SCANS,
         )
     _check_targets(parameters, targets)
+    from bespoke_dask.stages import charges
     from bespoke_dask.stages.force_field import build_force_field
-    from bespoke_dask.stages.optimize.profiles import charged_molecule
 
     initial = build_force_field(workflow.initial_force_field, parameters)
     fit = _fitter(optimizer.type)
-    for target in targets:  # one-time AM1-BCC charges, cached: not part of the fit's time
-        charged_molecule(target.scan.mapped_smiles)
+    for target in targets:  # AM1-BCC charges computed ahead, or here once: not part of the fit's time
+        if target.charges is not None:
+            charges.remember(target.charges)
+        charges.am1bcc_charges(target.scan.mapped_smiles)
     start = time.perf_counter()
     fitted = fit(initial, parameters, targets, optimizer, workflow.target, workflow.prior_width)
     wall_time = time.perf_counter() - start

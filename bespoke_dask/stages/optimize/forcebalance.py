@@ -41,7 +41,7 @@ from bespoke_dask.schema import (
     TorsionScanResult,
 )
 from bespoke_dask.settings import Settings
-from bespoke_dask.stages.optimize.profiles import charged_molecule
+from bespoke_dask.stages.charges import charged_molecule
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def write_force_field(
 ) -> None:
     """Mark the bespoke k's with parameterize= and embed each molecule's AM1-BCC charges (P13).
 
-    The charges are the cached ones every fitter and the metrics use (profiles.charged_molecule).
+    The charges are the ones every fitter and the metrics use (charges.charged_molecule).
     """
     from openff.toolkit.typing.engines.smirnoff.parameters import LibraryChargeHandler
 

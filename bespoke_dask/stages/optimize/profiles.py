@@ -17,7 +17,6 @@ returns is in kcal/mol, geometries in bohr as (n_points, n_atoms, 3) arrays.
 """
 
 import copy
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ import numpy as np
 import openmm
 import qcelemental
 from openff.toolkit import ForceField, Molecule
-from openff.toolkit.utils.toolkits import AmberToolsToolkitWrapper
 from openff.units import unit
 
 from bespoke_dask.schema import (
@@ -36,6 +34,7 @@ from bespoke_dask.schema import (
     TorsionProfileSettings,
     TorsionScanResult,
 )
+from bespoke_dask.stages.charges import charged_molecule
 from bespoke_dask.stages.molecule import load_force_field as read_force_field
 
 HARTREE_TO_KCAL = qcelemental.constants.hartree2kcalmol
@@ -53,24 +52,6 @@ SCREEN_SLACK = 5e-4  # kcal/mol; ...and polished when that close to an improveme
 _BASE_GROUP, _SPLIT_GROUP, _RESTRAINT_GROUP = 0, 1, 2
 
 Torsion = tuple[int, int, int, int]
-
-
-@functools.cache
-def am1bcc_charges(mapped_smiles: str) -> tuple[float, ...]:
-    """AM1-BCC partial charges (elementary charge, mapped-SMILES atom order) through sqm.
-
-    Computed once per mapped SMILES and process (on one deterministic RDKit conformer).
-    """
-    molecule = Molecule.from_mapped_smiles(mapped_smiles, allow_undefined_stereo=True)
-    molecule.assign_partial_charges("am1bcc", toolkit_registry=AmberToolsToolkitWrapper())
-    return tuple(float(q) for q in molecule.partial_charges.m_as(unit.elementary_charge))
-
-
-def charged_molecule(mapped_smiles: str) -> Molecule:
-    """A fresh `Molecule` in mapped-SMILES atom order carrying its cached AM1-BCC charges."""
-    molecule = Molecule.from_mapped_smiles(mapped_smiles, allow_undefined_stereo=True)
-    molecule.partial_charges = unit.Quantity(np.array(am1bcc_charges(mapped_smiles)), unit.elementary_charge)
-    return molecule
 
 
 def load_force_field(force_field: "str | ForceField") -> ForceField:

@@ -28,7 +28,7 @@ from bespoke_dask.schema import (
     TorsionScanResult,
     TorsionScanTask,
 )
-from bespoke_dask.stages.optimize.profiles import am1bcc_charges
+from bespoke_dask.stages.charges import am1bcc_charges
 
 SAGE = "openff_unconstrained-2.2.0.offxml"
 HARTREE_TO_KCAL = 627.5094737775374  # qcelemental's CODATA 2014 value, as the code under test

@@ -149,13 +149,20 @@ def test_torsion_metrics_agree_with_an_independent_evaluation(propanol_targets, 
     assert final.rmse < 1e-6
 
 
-def test_charges_are_computed_once_per_molecule(phenol_target):
-    from bespoke_dask.stages.optimize.profiles import am1bcc_charges
+def test_charges_are_computed_once_per_molecule(phenol_target, monkeypatch):
+    """The synthetic scan computed phenol's charges; the profiles reuse them (sqm is not run again)."""
+    from openff.toolkit.utils.toolkits import AmberToolsToolkitWrapper
 
-    before = am1bcc_charges.cache_info().misses
+    from bespoke_dask.stages.charges import am1bcc_charges
+
+    sqm_runs = []
+    assign = AmberToolsToolkitWrapper.assign_partial_charges
+    monkeypatch.setattr(
+        AmberToolsToolkitWrapper, "assign_partial_charges", lambda *a, **k: sqm_runs.append(1) or assign(*a, **k)
+    )
     for _ in range(2):
         relaxed_profile(SAGE, phenol_target.scan)
-    assert am1bcc_charges.cache_info().misses == before
+    assert sqm_runs == []
     assert sum(am1bcc_charges(PHENOL)) == pytest.approx(0.0, abs=1e-9)
 
 

@@ -30,13 +30,9 @@ from bespoke_dask.schema import (
     TorsionProfileSettings,
     TorsionScanResult,
 )
+from bespoke_dask.stages.charges import am1bcc_charges
 from bespoke_dask.stages.optimize.lsq import fit_lsq
-from bespoke_dask.stages.optimize.profiles import (
-    ScanModel,
-    am1bcc_charges,
-    qc_energies,
-    qc_geometries,
-)
+from bespoke_dask.stages.optimize.profiles import ScanModel, qc_energies, qc_geometries
 from bespoke_dask.stages.optimize.metrics import torsion_metrics
 
 SCAN = Path(__file__).parents[2] / "data" / "acetanilide_amide_gfn2xtb_scan.json"
