@@ -257,14 +257,17 @@ def dedup(args) -> dict:
         "scan_start_tasks_run": taskstream.count(first, "scan-start"),
         "unique_optimizations": len(unique_qc),
         "qc_tasks_run": taskstream.count(first, "qc"),
+        "scanned_molecules": len({key for w in asked for key in w.charges.values()}),
+        "charges_tasks_run": taskstream.count(first, "charges"),
         "keys_run_twice": len(taskstream.repeated(first)),
         "resubmitted_batch_s": again_time,
         "resubmitted_batch_tasks_run": len(again),
         "second_qc_level": " ".join(args.second_qc_spec),
         "second_level_fragment_tasks_run": taskstream.count(level, "fragment"),
         "second_level_targets_tasks_run": taskstream.count(level, "targets"),
+        "second_level_charges_tasks_run": taskstream.count(level, "charges"),
         "refit_other_prior_s": refit_time,  # the same scans, another fit setting: from the store
-        "refit_tasks_run": {stage: taskstream.count(refit_runs, stage) for stage in ("fragment", "qc", "optimize")},
+        "refit_tasks_run": {stage: taskstream.count(refit_runs, stage) for stage in ("fragment", "qc", "charges", "optimize")},
     }
 
 
