@@ -104,6 +104,7 @@ def test_an_sdf_with_several_molecules_is_refused_by_run_and_split_by_the_api(tm
         ('{"fragmentation": {"type": "magic"}}', "fragmentation"),
         ('{"no_such_setting": 1}', "no_such_setting"),
         ('{"timeouts": {"qc": -1}}', "timeouts.qc"),
+        ('{"torsiondrive": {"grid_spacing": 120}}', "must divide 180"),
         ("[]", "not a valid workflow"),
     ],
 )

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from bespoke_dask.schema.base import SchemaModel
-from bespoke_dask.schema.workflow import ConstrainedOptimizationSettings, QCSpec
+from bespoke_dask.schema.workflow import ConstrainedOptimizationSettings, GridSpacing, QCSpec
 
 
 class Fragment(SchemaModel):
@@ -41,7 +41,7 @@ class TorsionScanTask(SchemaModel):
     """
 
     smiles: str
-    grid_spacing: int
+    grid_spacing: GridSpacing
     scan_range: tuple[int, int] | None = None
 
     @field_validator("scan_range")

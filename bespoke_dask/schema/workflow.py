@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from bespoke_dask.schema.base import UNHASHED, SchemaModel
 
@@ -61,10 +61,22 @@ Fragmentation = Annotated[
 ]
 
 
+def _divides_180(spacing: int) -> int:
+    if spacing <= 0 or 180 % spacing:
+        raise ValueError(
+            f"grid spacing {spacing} must divide 180 (e.g. 15, 30, 45, 60, 90): torsiondrive files each "
+            "result under the nearest multiple of the spacing, so a grid point that is none would be scanned for ever"
+        )
+    return spacing
+
+
+GridSpacing = Annotated[int, AfterValidator(_divides_180)]  # degrees
+
+
 class TorsionDriveSettings(SchemaModel):
     """How each torsion is scanned (torsiondrive)."""
 
-    grid_spacing: int = 15
+    grid_spacing: GridSpacing = 15
     scan_range: tuple[int, int] | None = None
     n_conformers: int = 10
     energy_decrease_thresh: float | None = None

@@ -122,3 +122,18 @@ def test_jobs_decided_early_are_jobs_the_next_wavefront_asks_for():
             assert {job.content_hash() for job in early} <= asked_next
             decided += len(early)
     assert decided > 0
+
+
+@pytest.mark.parametrize("spacing", [120, 72, 0, -15])
+def test_a_grid_spacing_torsiondrive_would_scan_for_ever_is_refused(spacing):
+    """torsiondrive's grid is -180 + k x spacing, but it files a result under the nearest multiple
+    of the spacing: at 120 deg a result at 180 was filed under -120, and 180 asked for again and again."""
+    from pydantic import ValidationError
+
+    from bespoke_dask.schema import TorsionDriveSettings
+
+    with pytest.raises(ValidationError, match="must divide 180"):
+        TorsionDriveSettings(grid_spacing=spacing)
+    with pytest.raises(ValidationError, match="must divide 180"):
+        TorsionScanTask(**(TASK.model_dump() | {"grid_spacing": spacing}))
+    assert TorsionDriveSettings(grid_spacing=45).grid_spacing == 45
