@@ -2,9 +2,10 @@
 
 One asyncio driver per workflow expands the graph as results arrive: fragment, then one
 torsiondrive per unique scan (each wavefront's constrained optimizations as separate `qc`
-tasks) and, meanwhile, the AM1-BCC charges of its molecule, then the fit. Every stage result is looked up in the store before any work is
-submitted and written there when it arrives, so identical work is done once, and a new
-coordinator on the same directory resumes whatever was left unfinished.
+tasks) and, meanwhile, the AM1-BCC charges of its molecule, then the fit. Every stage result
+is looked up in the store before any work is submitted and written there when it arrives, so
+identical work is done once, and a new coordinator on the same directory resumes whatever was
+left unfinished.
 """
 
 import asyncio
