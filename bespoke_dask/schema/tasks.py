@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from bespoke_dask.schema.base import SchemaModel
-from bespoke_dask.schema.workflow import ConstrainedOptimizationSettings, GridSpacing, QCSpec
+from bespoke_dask.schema.workflow import ConstrainedOptimizationSettings, QCSpec
 
 
 class Fragment(SchemaModel):
@@ -37,11 +37,13 @@ class TorsionScanTask(SchemaModel):
 
     `smiles` is the canonical isomeric explicit-H SMILES with only the two central atoms
     mapped (1 and 2), as BespokeFit keys its QC cache. A `scan_range` covering the whole
-    circle is the full scan (None), so both spellings share one key.
+    circle is the full scan (None), so both spellings share one key. A scan computed elsewhere
+    (a reference scan, a QCArchive record) may have any `grid_spacing`; torsiondrive runs only
+    those that divide 180 (`check_grid_spacing`, in `torsiondrive.start`).
     """
 
     smiles: str
-    grid_spacing: GridSpacing
+    grid_spacing: int
     scan_range: tuple[int, int] | None = None
 
     @field_validator("scan_range")

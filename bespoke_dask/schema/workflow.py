@@ -61,7 +61,8 @@ Fragmentation = Annotated[
 ]
 
 
-def _divides_180(spacing: int) -> int:
+def check_grid_spacing(spacing: int) -> int:
+    """`spacing` (degrees) if torsiondrive can scan at it, else ValueError saying why."""
     if spacing <= 0 or 180 % spacing:
         raise ValueError(
             f"grid spacing {spacing} must divide 180 (e.g. 15, 30, 45, 60, 90): torsiondrive files each "
@@ -70,7 +71,7 @@ def _divides_180(spacing: int) -> int:
     return spacing
 
 
-GridSpacing = Annotated[int, AfterValidator(_divides_180)]  # degrees
+GridSpacing = Annotated[int, AfterValidator(check_grid_spacing)]  # degrees
 
 
 class TorsionDriveSettings(SchemaModel):

@@ -29,12 +29,14 @@ from bespoke_dask.schema import (
     TorsionScanResult,
     TorsionScanTask,
 )
+from bespoke_dask.schema.workflow import check_grid_spacing
 
 BatchRunner = Callable[[list[ConstrainedOptimization]], list[OptimizationResult]]
 
 
 def start(task: TorsionScanTask) -> ScanStep:
     """Generate starting conformers and return the first wavefront of the scan."""
+    check_grid_spacing(task.grid_spacing)
     molecule, dihedral = scanned_molecule(task.smiles)
     molecule.generate_conformers(n_conformers=task.n_conformers)
     td_state = td_api.create_initial_state(

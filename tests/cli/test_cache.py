@@ -117,6 +117,18 @@ def test_a_fit_to_plain_dft_scans_runs_zero_qc(tmp_path):
     assert not (directory / "store" / "scan-start").exists()
 
 
+def test_a_plain_scan_at_a_spacing_torsiondrive_cannot_run_still_seeds_a_scan():
+    """Only running torsiondrive needs a spacing that divides 180; a scan computed elsewhere may have any."""
+    from bespoke_dask import BespokeWorkflowFactory
+    from bespoke_dask.schema import NoFragmentation
+    from bespoke_dask.stages.scan_file import read_plain_scans, scan_result_from_plain
+
+    (scan,) = read_plain_scans(PLAIN)
+    every_75 = scan.model_copy(update={"grid": [p for p in scan.grid if round(p.angle) in (-150, -75, 0, 75, 150)]})
+    result = scan_result_from_plain(every_75, BespokeWorkflowFactory(fragmentation=NoFragmentation()))
+    assert result.task.grid_spacing == 75 and len(result.grid) == 5
+
+
 def test_cache_only_fails_at_once_naming_the_missing_scans(tmp_path):
     run = runner.invoke(app, [
         "executor", "run", "--smiles", "CC(=O)Nc1ccccc1", "--workflow", "debug", "--cache-only",

@@ -134,6 +134,6 @@ def test_a_grid_spacing_torsiondrive_would_scan_for_ever_is_refused(spacing):
 
     with pytest.raises(ValidationError, match="must divide 180"):
         TorsionDriveSettings(grid_spacing=spacing)
-    with pytest.raises(ValidationError, match="must divide 180"):
-        TorsionScanTask(**(TASK.model_dump() | {"grid_spacing": spacing}))
+    with pytest.raises(ValueError, match="must divide 180"):
+        torsiondrive.start(TASK.model_copy(update={"grid_spacing": spacing}))
     assert TorsionDriveSettings(grid_spacing=45).grid_spacing == 45
