@@ -1,8 +1,8 @@
 """MM partial charges of a scanned molecule: AM1-BCC through AmberTools' sqm.
 
 `partial_charges` is a stage of its own, so that a molecule's charges are computed while its
-scans run, and once: they are stored like every other result and handed to the fit with its
-scan (`FitTarget.charges`). The fit's profiles read them through `charged_molecule`, which
+scans run, once per scanned molecule whatever the QC level: they are stored like every other
+result and handed to the fit with its scan (`FitTarget.charges`). The fit's profiles read them through `charged_molecule`, which
 computes them itself, once per process, when none were handed over.
 """
 
