@@ -55,7 +55,7 @@ def small_molecules(n: int) -> list[str]:
     return unique[:n]
 
 
-def unchecked_workflows(smiles: list[str], qc_spec: list[str], grid_spacing: int = 30):
+def unchecked_workflows(smiles: list[str], qc_spec: list[str], grid_spacing: int):
     """Debug workflows (at `grid_spacing` degrees) without `check_workflow` (~1 s each: its
     force-field check), for molecules known to pass."""
     from openff.toolkit import Molecule
@@ -63,8 +63,8 @@ def unchecked_workflows(smiles: list[str], qc_spec: list[str], grid_spacing: int
     from bespoke_dask import BespokeWorkflowFactory
     from bespoke_dask.schema import BespokeWorkflow, TorsionDriveSettings
 
-    scans = TorsionDriveSettings(grid_spacing=grid_spacing, n_conformers=1)
     factory = BespokeWorkflowFactory.from_name("debug")
+    scans = TorsionDriveSettings(**(factory.torsiondrive.model_dump() | {"grid_spacing": grid_spacing}))  # checked
     settings = dict(factory.model_copy(update={"qc_spec": workload.spec(qc_spec), "torsiondrive": scans}))
     return [BespokeWorkflow(smiles=Molecule.from_smiles(s).to_smiles(mapped=True), **settings) for s in smiles]
 
