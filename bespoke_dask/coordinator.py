@@ -42,6 +42,7 @@ from bespoke_dask.schema import (
     TorsionScanTask,
     WorkflowRecord,
 )
+from bespoke_dask.shared_runs import SharedRuns
 from bespoke_dask.store import Store
 
 logger = logging.getLogger(__name__)
@@ -97,8 +98,7 @@ class Coordinator:
         self._ids = {_identity(record.workflow): record.output.id for record in by_number}  # the latest of each
         self._numbers = itertools.count(max(map(int, self.records), default=0) + 1)
         self._drivers: dict[str, asyncio.Task] = {}
-        self._shared: dict[str, asyncio.Task] = {}
-        self._waiters: dict[str, int] = {}
+        self._runs = SharedRuns()  # identical work under way, done once for all who ask
         self._scans: dict[str, SharedScan] = {}  # torsiondrives under way, by task hash
         # per workflow: its drawings and the dropping of its events
         self._background: dict[str, set[asyncio.Task]] = {}
@@ -277,7 +277,7 @@ class Coordinator:
             if result is None:
                 shared = self._scans.setdefault(key, SharedScan(task.smiles))
                 shared.attach(progress, changed)
-                drive = self._once(f"{SCANS}-{key}", lambda: self._drive_scan(task, shared, timeouts))
+                drive = self._runs.run(f"{SCANS}-{key}", lambda: self._drive_scan(task, shared, timeouts))
                 try:
                     result = await asyncio.wait_for(drive, limit)
                 except TimeoutError:
@@ -386,7 +386,7 @@ class Coordinator:
             if stored is not None:
                 return stored
         try:
-            return await self._once(key, lambda: self._compute(stage, key, args, policy.stage_timeout(stage.name, limits)))
+            return await self._runs.run(key, lambda: self._compute(stage, key, args, policy.stage_timeout(stage.name, limits)))
         finally:
             if notes is not None:
                 notes.extend(note for note in self._retried.get(key, []) if note not in notes)
@@ -431,27 +431,6 @@ class Coordinator:
         await future.cancel()
         if workers:
             await self.client.run(graph.stop, future.key, workers=workers)
-
-    async def _once(self, key: str, start):
-        """Share one run of `start()` among all concurrent callers with the same key.
-
-        Cancelling a caller cancels the run only when no other caller still waits for it.
-        """
-        if key not in self._shared:
-            self._shared[key] = asyncio.ensure_future(start())
-            self._shared[key].add_done_callback(lambda _: self._shared.pop(key, None))
-        shared = self._shared[key]
-        self._waiters[key] = self._waiters.get(key, 0) + 1
-        try:
-            return await asyncio.shield(shared)
-        except asyncio.CancelledError:
-            if self._waiters[key] == 1:
-                shared.cancel()
-            raise
-        finally:
-            self._waiters[key] -= 1
-            if not self._waiters[key]:
-                del self._waiters[key]
 
     # -- what people see ------------------------------------------------------------
     async def _draw(self, record: WorkflowRecord, smiles: list[str], bonds: list, offset: int = 0) -> None:
