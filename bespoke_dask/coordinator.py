@@ -393,6 +393,16 @@ class Coordinator:
 
     async def _compute(self, stage: Stage, key: str, args: tuple, timeout: float | None):
         future = graph.submit(self.client, stage, *args, timeout=timeout, priority=_priority.get())
+        try:
+            return await self._result(stage, key, future)
+        finally:
+            # Now, not when garbage collection finds it: an error's traceback holds the future,
+            # and the client holds the error, so an erred task stayed on the scheduler for good
+            # and a later run of the same key got the old error back without running.
+            future.release()
+
+    async def _result(self, stage: Stage, key: str, future):
+        """The task's result, run again (up to `bespoke-dask.retries`) when its worker died."""
         attempt = 0
         while True:
             try:
@@ -403,7 +413,6 @@ class Coordinator:
                     await self._stop(future)
                 raise
             except (NoValidWorkerError, NoWorkerError) as error:
-                future.release()  # else the scheduler keeps the error and a resubmission gets it back
                 pool = WORKER_TYPES.get(stage.pool, "any")
                 raise NoWorkers(pool, self.client.scheduler.address, error.timeout) from None
             except Exception as error:

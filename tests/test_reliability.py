@@ -105,6 +105,20 @@ def test_a_qc_optimization_past_its_limit_is_stopped_and_only_its_workflow_error
     assert executor.wait_until_complete(good_id, frequency=0.2).status == "success"
     assert all(not running for running in executor._client.run(sandbox.running).values())
     assert _stray_processes(executor) == []
+    assert _eventually_released(executor) == []  # the timed-out task's error too
+
+
+def _wanted_keys(dask_scheduler=None) -> list[str]:
+    """Run on the scheduler: the keys a client still holds."""
+    return [str(key) for key, task in dask_scheduler.tasks.items() if task.who_wants]
+
+
+def _eventually_released(executor, within: float = 30) -> list[str]:
+    """The keys still held once nothing runs (drawings may finish after their workflow)."""
+    deadline = time.monotonic() + within
+    while (held := executor._client.run_on_scheduler(_wanted_keys)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return held
 
 
 def test_failed_torsions_are_skipped_with_allow_partial_and_listed_without(executor):
