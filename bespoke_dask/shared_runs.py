@@ -20,8 +20,7 @@ class SharedRuns:
 
     async def run(self, key: str, start: Callable[[], Awaitable]):
         """The result of the run of `key`: the one under way, or `start()` run now."""
-        stopping = self._stopping.get(key)
-        if stopping is not None:
+        while (stopping := self._stopping.get(key)) is not None:  # another may stop meanwhile
             await asyncio.wait([stopping])
         run = self._runs.get(key)
         if run is None:
