@@ -386,7 +386,9 @@ class Coordinator:
             if stored is not None:
                 return stored
         try:
-            return await self._runs.run(key, lambda: self._compute(stage, key, args, policy.stage_timeout(stage.name, limits)))
+            return await self._runs.run(
+                key, lambda: self._compute(stage, key, args, policy.stage_timeout(stage.name, limits))
+            )
         finally:
             if notes is not None:
                 notes.extend(note for note in self._retried.get(key, []) if note not in notes)

@@ -2,8 +2,9 @@
 
 `partial_charges` is a stage of its own, so that a molecule's charges are computed while its
 scans run, once per scanned molecule whatever the QC level: they are stored like every other
-result and handed to the fit with its scan (`FitTarget.charges`). The fit's profiles read them through `charged_molecule`, which
-computes them itself, once per process, when none were handed over.
+result and handed to the fit with its scan (`FitTarget.charges`). The fit's profiles read them
+through `charged_molecule`, which computes them itself, once per process, when none were
+handed over.
 """
 
 import numpy as np
