@@ -14,10 +14,11 @@ from qcelemental.models import OptimizationInput
 
 from bespoke_dask.errors import InputError, one_line
 from bespoke_dask.schema.tasks import ConstrainedOptimization, OptimizationResult
-from bespoke_dask.stages import geometric_fix
+from bespoke_dask.stages import geometric_fix, geometric_vectorized
 from bespoke_dask.stages.engines import check_qc_spec, register_engines, require_program, spec_label
 
 geometric_fix.apply()  # in every process that optimizes through this module
+geometric_vectorized.apply()
 
 
 class QCError(RuntimeError):
