@@ -3,8 +3,9 @@
 Subcommands (issue 11): `scan` (Dask wavefronts vs qcengine's serial torsiondrive procedure),
 `dedup` (unique work computed once, a finished batch resubmitted, a second QC level), `cores`
 (CPU time per wall second of the QC workers), `latency` (one molecule, stage by stage), `batch`
-(makespan vs max(longest chain, task time / cores), idle per pool) and `scale` (N cheap
-workflows on one executor). Counts and times come from Dask's task stream (bench/taskstream.py);
+(makespan vs max(longest chain, task time / cores), idle per pool), `scale` (N cheap
+workflows on one executor) and `geometric` (one optimization with geomeTRIC's own primitive
+coordinates vs stages/geometric_vectorized.py). Counts and times come from Dask's task stream (bench/taskstream.py);
 only the dependency shape is rebuilt from the store (bench/structure.py). Each part prints its
 figures and writes them, with the git commit, to bench/results/perf-<part>.json.
 
@@ -368,6 +369,42 @@ def batch(args) -> dict:
     return figures
 
 
+def geometric(args) -> dict:
+    """One constrained optimization: geomeTRIC's own primitive coordinates vs stages/geometric_vectorized.
+
+    A chain of `--steps` optimizations `--grid-spacing` degrees apart, each from the one before
+    (as a scan runs them), with both, job by job in one process; per engine, the time of each,
+    their ratio, gradients and energies.
+    """
+    from unittest import mock
+
+    from geometric.internal import PrimitiveInternalCoordinates
+
+    from bespoke_dask.stages.geometric_vectorized import GEOMETRICS_OWN
+    from bespoke_dask.stages.qc import optimize_constrained
+
+    figures = {"smiles": args.smiles, "torsion": args.torsion, "steps": args.steps, "grid_spacing_deg": args.grid_spacing}
+    ways = {"geometric_own": mock.patch.multiple(PrimitiveInternalCoordinates, **GEOMETRICS_OWN),
+            "vectorized": contextlib.nullcontext()}
+    for words in (args.qc_spec, ["rdkit", "mmff94", "none"]):
+        seconds, results = {way: 0.0 for way in ways}, {way: [] for way in ways}
+        for job in workload.dihedral_chain(args.smiles, args.torsion, args.grid_spacing, args.steps, words):
+            for way, patched in ways.items():  # in turns, job by job: the machine drifts
+                with patched:
+                    start = time.perf_counter()
+                    results[way].append(optimize_constrained(job))
+                    seconds[way] += time.perf_counter() - start
+        own, ours = results["geometric_own"], results["vectorized"]
+        figures[" ".join(words)] = {
+            **{f"{way}_s": seconds[way] for way in ways},
+            "speedup": seconds["geometric_own"] / seconds["vectorized"],
+            "gradients": [sum(r.n_gradients for r in own), sum(r.n_gradients for r in ours)],
+            "max_energy_difference_kcal_mol": workload.HARTREE_IN_KCAL_MOL
+            * max(abs(a.energy - b.energy) for a, b in zip(own, ours)),
+        }
+    return figures
+
+
 def scale(args) -> dict:
     """N cheap workflows on one launched executor: acceptance, memory, overhead, responsiveness."""
     import scale as scaling  # the executor as a subprocess, sampled while it works
@@ -375,7 +412,10 @@ def scale(args) -> dict:
     return scaling.measure(args)
 
 
-PARTS = {"scan": scan, "dedup": dedup, "cores": cores, "latency": latency, "batch": batch, "scale": scale}
+PARTS = {
+    "scan": scan, "dedup": dedup, "cores": cores, "latency": latency, "batch": batch, "scale": scale,
+    "geometric": geometric,
+}
 
 
 def main() -> None:

@@ -58,6 +58,30 @@ def scan_workflow(smiles: str, torsion: str, grid_spacing: int, conformers: int,
     return factory.optimization_schema_from_smiles(smiles)
 
 
+def dihedral_chain(smiles: str, torsion: str, grid_spacing: int, steps: int, qc_spec: list[str]) -> list:
+    """`steps` constrained optimizations of the bond `torsion` matches, `grid_spacing` degrees
+    apart, each from the geometry the one before ended at (as a scan runs them; run here once)."""
+    from openff.toolkit import Molecule
+
+    from bespoke_dask.schema import ConstrainedOptimization, ConstrainedOptimizationSettings
+    from bespoke_dask.stages.qc import optimize_constrained
+
+    molecule = Molecule.from_smiles(smiles)
+    molecule.generate_conformers(n_conformers=1)
+    (b, c), = {tuple(sorted(match)) for match in molecule.chemical_environment_matches(torsion)}
+    a = min(n.molecule_atom_index for n in molecule.atoms[b].bonded_atoms if n.molecule_atom_index != c)
+    d = min(n.molecule_atom_index for n in molecule.atoms[c].bonded_atoms if n.molecule_atom_index != b)
+    geometry, jobs = molecule.conformers[0].m_as("bohr").ravel().tolist(), []
+    for step in range(steps):
+        job = ConstrainedOptimization(
+            mapped_smiles=molecule.to_smiles(mapped=True), geometry=geometry, dihedral=(a, b, c, d),
+            angle=-180 + grid_spacing * (step + 1), qc_spec=spec(qc_spec), optimization=ConstrainedOptimizationSettings(),
+        )
+        jobs.append(job)
+        geometry = optimize_constrained(job).final_geometry
+    return jobs
+
+
 def spec(words: list[str]) -> QCSpec:
     program, method, basis = words
     return QCSpec(program=program, method=method, basis=None if basis.lower() == "none" else basis)
@@ -281,12 +305,14 @@ def parser(description: str, parts) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=parts[name].__doc__.splitlines()[0])
         command.add_argument("--qc-spec", nargs=3, default=xtb if name != "scale" else ["rdkit", "mmff94", "none"],
                              metavar=("PROGRAM", "METHOD", "BASIS"))
-        if name in ("scan", "cores"):
+        if name in ("scan", "cores", "geometric"):
             command.add_argument("--smiles", default="CC(=O)Nc1ccccc1")
             command.add_argument("--torsion", default=AMIDE, help="SMARTS of the bond to scan (central atoms :1, :2)")
             command.add_argument("--grid-spacing", type=int, default=15)
             command.add_argument("--conformers", type=int, default=2 if name == "cores" else 4)
             command.add_argument("--qc-workers", type=int, default=2)
+        if name == "geometric":
+            command.add_argument("--steps", type=int, default=12)
         if name == "scan":
             command.add_argument("--repeat", type=int, default=3, help="rounds of Dask and serial in turn")
             command.add_argument("--variants", action="store_true",
