@@ -373,15 +373,15 @@ def geometric(args) -> dict:
     """One constrained optimization: geomeTRIC's own primitive coordinates vs stages/geometric_vectorized.
 
     A chain of `--steps` optimizations `--grid-spacing` degrees apart, each from the one before
-    (as a scan runs them), with both, job by job in one process; per engine, the time of each,
-    their ratio, gradients and energies.
+    (as a scan runs them), with both, job by job in one process; per engine, the time of each
+    (failed optimizations included), their ratio, failures, gradients and energies.
     """
     from unittest import mock
 
     from geometric.internal import PrimitiveInternalCoordinates
 
     from bespoke_dask.stages.geometric_vectorized import GEOMETRICS_OWN
-    from bespoke_dask.stages.qc import optimize_constrained
+    from bespoke_dask.stages.qc import QCError, optimize_constrained
 
     figures = {"smiles": args.smiles, "torsion": args.torsion, "steps": args.steps, "grid_spacing_deg": args.grid_spacing}
     ways = {"geometric_own": mock.patch.multiple(PrimitiveInternalCoordinates, **GEOMETRICS_OWN),
@@ -392,15 +392,18 @@ def geometric(args) -> dict:
             for way, patched in ways.items():  # in turns, job by job: the machine drifts
                 with patched:
                     start = time.perf_counter()
-                    results[way].append(optimize_constrained(job))
+                    try:
+                        results[way].append(optimize_constrained(job))
+                    except QCError:  # e.g. not converged in maxiter steps: its time counts too
+                        results[way].append(None)
                     seconds[way] += time.perf_counter() - start
-        own, ours = results["geometric_own"], results["vectorized"]
+        both = [(a, b) for a, b in zip(results["geometric_own"], results["vectorized"]) if a and b]
         figures[" ".join(words)] = {
             **{f"{way}_s": seconds[way] for way in ways},
             "speedup": seconds["geometric_own"] / seconds["vectorized"],
-            "gradients": [sum(r.n_gradients for r in own), sum(r.n_gradients for r in ours)],
-            "max_energy_difference_kcal_mol": workload.HARTREE_IN_KCAL_MOL
-            * max(abs(a.energy - b.energy) for a, b in zip(own, ours)),
+            "failed": [results[way].count(None) for way in ways],
+            "gradients_where_both_converged": [sum(r.n_gradients for r in pair) for pair in zip(*both)],
+            "max_energy_difference_kcal_mol": workload.HARTREE_IN_KCAL_MOL * max(abs(a.energy - b.energy) for a, b in both),
         }
     return figures
 

@@ -1,6 +1,7 @@
 """What the speed benchmarks run: molecules, workflows, the serial reference scan and CPU sampling."""
 
 import argparse
+import contextlib
 import multiprocessing
 import statistics
 import threading
@@ -60,11 +61,12 @@ def scan_workflow(smiles: str, torsion: str, grid_spacing: int, conformers: int,
 
 def dihedral_chain(smiles: str, torsion: str, grid_spacing: int, steps: int, qc_spec: list[str]) -> list:
     """`steps` constrained optimizations of the bond `torsion` matches, `grid_spacing` degrees
-    apart, each from the geometry the one before ended at (as a scan runs them; run here once)."""
+    apart, each from the geometry the one before ended at (as a scan runs them; run here once;
+    after a failed one, from the last geometry reached)."""
     from openff.toolkit import Molecule
 
     from bespoke_dask.schema import ConstrainedOptimization, ConstrainedOptimizationSettings
-    from bespoke_dask.stages.qc import optimize_constrained
+    from bespoke_dask.stages.qc import QCError, optimize_constrained
 
     molecule = Molecule.from_smiles(smiles)
     molecule.generate_conformers(n_conformers=1)
@@ -78,7 +80,8 @@ def dihedral_chain(smiles: str, torsion: str, grid_spacing: int, steps: int, qc_
             angle=-180 + grid_spacing * (step + 1), qc_spec=spec(qc_spec), optimization=ConstrainedOptimizationSettings(),
         )
         jobs.append(job)
-        geometry = optimize_constrained(job).final_geometry
+        with contextlib.suppress(QCError):  # the next starts from the last geometry reached
+            geometry = optimize_constrained(job).final_geometry
     return jobs
 
 
