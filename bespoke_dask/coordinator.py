@@ -102,7 +102,7 @@ class Coordinator:
         self._scans: dict[str, SharedScan] = {}  # torsiondrives under way, by task hash
         # per workflow: its drawings and the dropping of its events
         self._background: dict[str, set[asyncio.Task]] = {}
-        self._retried: dict[str, list[str]] = {}  # task key -> why it was run again
+        self._retried: dict[str, list[str]] = {}  # task key -> why its run under way ran it again
         self._closing = False
 
     # -- workflows -------------------------------------------------------------------
@@ -390,8 +390,9 @@ class Coordinator:
                 key, lambda: self._compute(stage, key, args, policy.stage_timeout(stage.name, limits))
             )
         finally:
+            retried = self._retried.get(key, []) if self._runs.busy(key) else self._retried.pop(key, [])
             if notes is not None:
-                notes.extend(note for note in self._retried.get(key, []) if note not in notes)
+                notes.extend(note for note in retried if note not in notes)
 
     async def _compute(self, stage: Stage, key: str, args: tuple, timeout: float | None):
         future = graph.submit(self.client, stage, *args, timeout=timeout, priority=_priority.get())

@@ -38,6 +38,10 @@ class SharedRuns:
             if not self._callers[key]:
                 del self._callers[key]
 
+    def busy(self, key: str) -> bool:
+        """Whether a run of `key` is under way, stopping, or still has a caller to answer."""
+        return key in self._runs or key in self._stopping or key in self._callers
+
     def _stop(self, key: str, run: asyncio.Future) -> None:
         """Cancel a run nobody waits for; until it has stopped, newcomers wait instead of joining."""
         del self._runs[key]

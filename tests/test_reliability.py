@@ -159,6 +159,12 @@ def test_killed_workers_are_replaced_and_their_tasks_run_again(executor):
     fragmentation, qc_generation, optimization = result.stages
     for notes in (fragmentation.retries, qc_generation.scans[0].retries, optimization.retries):
         assert any("run again (1 of 2)" in note for note in notes), result.stages
+    assert executor._client.run_on_scheduler(_retry_notes_kept) == 0  # they grew for ever
+
+
+def _retry_notes_kept(dask_scheduler=None) -> int:
+    """Run on the scheduler: how many task keys the coordinator keeps re-run notes for."""
+    return len(dask_scheduler.plugins[service.PLUGIN_NAME].coordinator._retried)
 
 
 def test_cancel_stops_one_workflows_calculations_and_not_the_others(executor):

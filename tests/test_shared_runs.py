@@ -78,3 +78,22 @@ def test_a_newcomer_waits_for_a_cancelled_run_to_stop_then_runs_its_own():
             await first
 
     asyncio.run(main())
+
+
+def test_a_key_is_busy_until_its_last_caller_has_its_answer():
+    """As the coordinator asks it: each caller, on its answer, whether the key is still busy (the
+    run's re-run notes are kept until the last caller has read them)."""
+
+    async def caller(runs, work):
+        await runs.run("key", work)
+        return runs.busy("key")
+
+    async def main():
+        runs, work = SharedRuns(), Work()
+        callers = [asyncio.ensure_future(caller(runs, work)) for _ in range(2)]
+        await _settle()
+        assert runs.busy("key")
+        work.finish.set()
+        assert await asyncio.gather(*callers) == [True, False]
+
+    asyncio.run(main())
