@@ -354,22 +354,26 @@ def latency(args) -> dict:
 
 
 def batch(args) -> dict:
-    """A batch on 1 fragmenter, 2 QC x 1 core, 1 optimizer; then its first 4 molecules alone."""
+    """A batch on 1 fragmenter (`--fragmenters`), 2 QC x 1 core, 1 optimizer; then its first 4 molecules alone."""
     smiles = args.smiles[: args.limit] if args.limit else args.smiles
-    figures = {}
+    figures = {"fragmenter_workers": args.fragmenters}
     for label, group in {f"{len(smiles)} molecules": smiles, "first 4": smiles[:4]}.items():
         if label == "first 4" and len(smiles) <= 4:
             continue
         workflows = workload.workflows(group, args.workflow, args.qc_spec)
         with tempfile.TemporaryDirectory() as directory:
-            with executor_on(directory) as executor:
+            with executor_on(directory, fragmenters=args.fragmenters) as executor, contextlib.ExitStack() as sampling:
                 pool_slots = taskstream.slots(executor.client)
-                with workload.CPUSampler(workload.worker_pids(executor.client), interval=1.0) as sampler:
-                    start, outputs = run_batch(executor, workflows)
+                pids = {pool: workload.worker_pids(executor.client, pool) for pool in pool_slots}
+                samplers = {pool: sampling.enter_context(workload.CPUSampler(p, interval=1.0)) for pool, p in pids.items()}
+                start, outputs = run_batch(executor, workflows)
+                sampling.close()
                 runs = taskstream.tasks(executor.client, start)
             end = max(map(finished_at, outputs))
+            used = {pool: sampler.used(start, end) for pool, sampler in samplers.items()}
             figures[label] = structure.schedule(directory, workflows, runs, start, end, pool_slots, CORES)
-            figures[label] |= structure.cpu_bound(figures[label], sampler.used(start, end), CORES)
+            figures[label] |= structure.cpu_bound(figures[label], sum(used.values()), CORES)
+            figures[label] |= structure.pool_bound(figures[label], used, pool_slots)
             figures[label]["first_result_s"] = min(map(finished_at, outputs)) - start
     return figures
 

@@ -154,3 +154,20 @@ def cpu_bound(schedule: dict, worker_cpu_s: float, cores: int) -> dict:
     """
     bound = max(schedule["longest_chain_s"], worker_cpu_s / cores)
     return {"worker_cpu_s": worker_cpu_s, "cpu_lower_bound_s": bound, "makespan_over_cpu_bound": schedule["makespan_s"] / bound}
+
+
+def pool_bound(schedule: dict, pool_cpu_s: dict[str, float], pool_slots: dict[str, int]) -> dict:
+    """The makespan against the CPU bound or the busiest pool's CPU time / its slots, if longer.
+
+    A pool runs one task per slot on one core each: however many cores are idle, its work takes
+    at least its CPU time / slots (one fragmenter: every molecule's fragmentation, one at a time).
+    """
+    per_slot = {pool: cpu / pool_slots[pool] for pool, cpu in pool_cpu_s.items()}
+    busiest = max(per_slot, key=per_slot.get)
+    bound = max(schedule["cpu_lower_bound_s"], per_slot[busiest])
+    return {
+        "pool_cpu_s": pool_cpu_s,
+        "busiest_pool": busiest,
+        "cpu_and_pool_bound_s": bound,
+        "makespan_over_cpu_and_pool_bound": schedule["makespan_s"] / bound,
+    }

@@ -332,6 +332,7 @@ def parser(description: str, parts) -> argparse.ArgumentParser:
         if name == "batch":
             command.add_argument("--smiles", nargs="+", default=BATCH)
             command.add_argument("--limit", type=int, help="only the first N molecules")
+            command.add_argument("--fragmenters", type=int, default=1, help="fragmenter workers")
         if name == "scale":
             command.add_argument("--n", type=int, default=1000)
             command.add_argument("--window", type=float, help="s to run before cancelling what is unfinished")
