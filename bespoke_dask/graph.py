@@ -13,7 +13,7 @@ from typing import Any
 from distributed import Client, WorkerPlugin, get_worker
 
 from bespoke_dask import policy, sandbox
-from bespoke_dask.config import POOLS, BespokeWorkerConfig, Pool, setting
+from bespoke_dask.config import POOLS, BespokeWorkerConfig, Pool, pool_setting
 from bespoke_dask.schema import (
     ConstrainedOptimization,
     Drawings,
@@ -73,7 +73,7 @@ def submit(client: Client, stage: Stage, *args, timeout: float | None = None, pr
         _run,
         stage.function,
         stage.pool if stage.configured else None,
-        {"name": key, "timeout": timeout, "label": policy.label(stage.name)} if stage.pool else None,
+        {"name": key, "timeout": timeout, "label": policy.label(stage.name), "pool": stage.pool} if stage.pool else None,
         *args,
         key=key,
         resources={stage.pool: 1} if stage.pool else None,
@@ -126,9 +126,10 @@ def _run(path: str, configured_pool: Pool | None, isolated: dict | None, *args):
         kwargs = {"n_cores": config.n_cores, "max_memory": config.max_memory}
     if isolated is None:
         return function(*args, **kwargs)
+    options = {name: value for name, value in isolated.items() if name != "pool"}
     return sandbox.run(
         function, args, kwargs, scratch_root=get_worker().local_directory,
-        niceness=setting("stage-niceness"), **isolated,
+        niceness=pool_setting(isolated["pool"], "niceness"), **options,
     )
 
 

@@ -176,3 +176,22 @@ def test_a_child_and_the_programs_it_starts_run_nicer_than_their_worker_by_the_n
     thread.start()
     thread.join()
     assert result == [f"{os.nice(0) + 5}\n"]
+
+
+@pytest.mark.parametrize("pool", ["fragmenter", "qc", "optimizer"])
+def test_a_pools_stage_processes_run_as_nice_as_its_config_says(pool):
+    """Fragmentation and fits go before QC where they share the cores (bespoke_dask.yaml)."""
+    import dask.config
+    from distributed import Client, LocalCluster
+
+    from bespoke_dask import graph
+
+    configured = dask.config.get(f"bespoke-dask.pools.{pool}.niceness")
+    isolated = {"name": f"nice-{pool}", "timeout": 60, "label": pool, "pool": pool}
+    with (  # in this process: in-process transport, nothing listens
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, resources={pool: 1}, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        niceness = client.submit(graph._run, "os:nice", None, isolated, 0, resources={pool: 1}, pure=False).result()
+    assert niceness == os.nice(0) + configured
+    assert dask.config.get("bespoke-dask.pools.qc.niceness") > dask.config.get("bespoke-dask.pools.fragmenter.niceness")
