@@ -47,7 +47,7 @@ SCAN_ADVANCE = Stage("scan-advance", f"{_STAGES}.torsiondrive:advance", ScanStep
 SCAN_DECIDED = Stage("scan-decided", f"{_STAGES}.torsiondrive:decided_jobs", list[ConstrainedOptimization], cached=False)
 QC = Stage("qc", f"{_STAGES}.qc:optimize_constrained", OptimizationResult, "qc", configured=True)
 QC_RESTART = Stage("qc-restart", f"{_STAGES}.torsiondrive:restarted", ConstrainedOptimization, cached=False)
-CHARGES = Stage("charges", f"{_STAGES}.charges:partial_charges", PartialCharges, "fragmenter")  # while the scans run
+CHARGES = Stage("charges", f"{_STAGES}.charges:partial_charges", PartialCharges, "optimizer")  # while the scans run
 OPTIMIZE = Stage("optimize", f"{_STAGES}.optimize:optimize", FitResult, "optimizer")
 DRAW = Stage("draw", f"{_STAGES}.depict:draw", Drawings)  # light: runs on any worker
 LIGHT = (SCAN_START, SCAN_ADVANCE, SCAN_DECIDED, QC_RESTART, DRAW)  # run in the worker itself, not a child
