@@ -54,10 +54,14 @@ def _children(executor, pool: str) -> dict[str, dict[str, int]]:
     return executor._client.run(sandbox.running, workers=_workers(executor, pool))
 
 
-def _wait_for_child(executor, pool: str, count: int = 1, within: float = 300) -> tuple[str, dict[str, int]]:
+def _wait_for_child(
+    executor, pool: str, count: int = 1, within: float = 300, stage: str | None = None
+) -> tuple[str, dict[str, int]]:
+    """A worker of `pool` running `count` stage processes (of `stage` only, if given), and them."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         for address, running in _children(executor, pool).items():
+            running = {key: pid for key, pid in running.items() if stage is None or key.startswith(f"{stage}-")}
             if len(running) >= count:
                 return address, running
         time.sleep(0.02)
@@ -149,8 +153,8 @@ def test_killed_workers_are_replaced_and_their_tasks_run_again(executor):
     )
     workflow_id = executor.submit(workflow)
     killed = []
-    for pool in ("fragmenter", "qc", "optimizer"):
-        address, running = _wait_for_child(executor, pool)
+    for pool, stage in (("fragmenter", "fragment"), ("qc", "qc"), ("optimizer", "optimize")):
+        address, running = _wait_for_child(executor, pool, stage=stage)  # the charges run on the optimizer pool too
         os.kill(_worker_pid(executor, address), signal.SIGKILL)
         killed += running.values()
     result = executor.wait_until_complete(workflow_id, frequency=0.2)
