@@ -107,8 +107,8 @@ def scan(args) -> dict:
     The machine's speed drifts by 20-30 % within minutes, so the two are run in turns (`--repeat`
     rounds, every other one serial first) and each round's ratio is taken within the round; the
     headline is their median. In those rounds the workflow's charges are already in the store, so
-    that only the scan runs, as in the serial procedure; the first run, which computes them on the
-    fragmenter while the scan runs (their sqm competing with it for the cores), is reported apart.
+    that only the scan runs, as in the serial procedure; the first run, which computes them (on the
+    optimizer pool) while the scan runs, their sqm competing with it for the cores, is reported apart.
     """
     workflow = workload.scan_workflow(args.smiles, args.torsion, args.grid_spacing, args.conformers, args.qc_spec)
     with tempfile.TemporaryDirectory() as first:  # its scan-start is every serial run's input

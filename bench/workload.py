@@ -67,16 +67,16 @@ def dihedral_chain(smiles: str, torsion: str, grid_spacing: int, steps: int, qc_
 
     from bespoke_dask.schema import ConstrainedOptimization, ConstrainedOptimizationSettings
     from bespoke_dask.stages.qc import QCError, optimize_constrained
+    from bespoke_dask.stages.torsiondrive import driven_dihedral
 
     molecule = Molecule.from_smiles(smiles)
     molecule.generate_conformers(n_conformers=1)
     (b, c), = {tuple(sorted(match)) for match in molecule.chemical_environment_matches(torsion)}
-    a = min(n.molecule_atom_index for n in molecule.atoms[b].bonded_atoms if n.molecule_atom_index != c)
-    d = min(n.molecule_atom_index for n in molecule.atoms[c].bonded_atoms if n.molecule_atom_index != b)
+    dihedral = driven_dihedral(molecule, b, c)  # the one a scan of the bond drives
     geometry, jobs = molecule.conformers[0].m_as("bohr").ravel().tolist(), []
     for step in range(steps):
         job = ConstrainedOptimization(
-            mapped_smiles=molecule.to_smiles(mapped=True), geometry=geometry, dihedral=(a, b, c, d),
+            mapped_smiles=molecule.to_smiles(mapped=True), geometry=geometry, dihedral=dihedral,
             angle=-180 + grid_spacing * (step + 1), qc_spec=spec(qc_spec), optimization=ConstrainedOptimizationSettings(),
         )
         jobs.append(job)

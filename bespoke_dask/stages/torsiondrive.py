@@ -62,7 +62,7 @@ def scanned_molecule(smiles: str) -> tuple[Molecule, tuple[int, int, int, int]]:
     """The molecule a scan task's `smiles` names, in the atom order of the scan's geometries, and
     the dihedral driven."""
     molecule = Molecule.from_smiles(smiles, allow_undefined_stereo=True)
-    dihedral = _dihedral(molecule, *_central_bond(molecule))
+    dihedral = driven_dihedral(molecule, *_central_bond(molecule))
     molecule.properties.pop("atom_map")
     return molecule, dihedral
 
@@ -213,7 +213,7 @@ def _central_bond(molecule: Molecule) -> tuple[int, int]:
     return by_map[1], by_map[2]
 
 
-def _dihedral(molecule: Molecule, b: int, c: int) -> tuple[int, int, int, int]:
+def driven_dihedral(molecule: Molecule, b: int, c: int) -> tuple[int, int, int, int]:
     """The driven dihedral a-b-c-d: the heaviest outer neighbours, lowest index on ties."""
 
     def outer(center: int, other: int) -> int:
